@@ -1,0 +1,107 @@
+import type { Generated, Kysely, Transaction } from "kysely";
+
+/**
+ * Table types for Kysely. Timestamps are integer milliseconds since the Unix epoch taken from the
+ * injected clock, never database defaults. Booleans are stored as 0 or 1 so both dialects agree.
+ */
+export interface Database {
+  keys: KeysTable;
+  key_versions: KeyVersionsTable;
+  sealed_root: SealedRootTable;
+  sealed_root_versions: SealedRootVersionsTable;
+  outbox: OutboxTable;
+  issuances: IssuancesTable;
+}
+
+export type KeyKind = "master" | "service";
+export type KeyPurpose = "wrap" | "encrypt" | "sign";
+export type KeyAlgorithm = "AES-256-GCM" | "EdDSA" | "ES256";
+export type KeyMode = "wrapped" | "derived";
+export type VersionState = "pending" | "primary" | "active" | "disabled" | "revoked" | "destroyed";
+
+/** Tenant value of environment-level keys, so the attribute always exists. */
+export const NO_TENANT = "-";
+
+export interface KeysTable {
+  id: string;
+  path: string;
+  kind: KeyKind;
+  environment: string;
+  tenant: string;
+  /** Service name for service keys; `-` for masters. */
+  service: string;
+  purpose: KeyPurpose;
+  algorithm: KeyAlgorithm;
+  mode: KeyMode;
+  /** Null only for environment masters, whose parent is the root. */
+  parent_id: string | null;
+  /** The parent's tenant and kind, repeated so a composite foreign key can check them. */
+  parent_tenant: string | null;
+  parent_kind: KeyKind | null;
+  min_decryption_version: number;
+  /** Automatic rotation period in milliseconds; null when rotation is manual. */
+  rotation_period_ms: number | null;
+  created_at: number;
+}
+
+export interface KeyVersionsTable {
+  key_id: string;
+  version: number;
+  state: VersionState;
+  /** Wrapped key material (mode `wrapped`); null for derived versions and after destruction. */
+  material: Uint8Array | null;
+  /** Random HKDF salt of a derived version; null for wrapped versions. */
+  salt: Uint8Array | null;
+  /** Public JWK (JSON) of a `sign` version. */
+  public_jwk: string | null;
+  /** The key version that wrapped or derived this one; null when the root wrapped it. */
+  parent_key_id: string | null;
+  /** Version of `parent_key_id`, or the root version when the root wrapped it. */
+  parent_version: number;
+  created_at: number;
+  /** When a pending version becomes primary (after the publish delay). */
+  activate_at: number | null;
+  /** When a `sign` version leaves the JWKS and is disabled automatically. */
+  retire_at: number | null;
+  updated_at: number;
+}
+
+export interface SealedRootTable {
+  id: number;
+  shares: number;
+  threshold: number;
+  check_value: Uint8Array;
+  created_at: number;
+}
+
+export interface SealedRootVersionsTable {
+  version: number;
+  sealed_key: Uint8Array;
+  created_at: number;
+}
+
+export interface OutboxTable {
+  id: Generated<number>;
+  topic: string;
+  /** JSON document describing the change; never contains secrets or key material. */
+  payload: string;
+  created_at: number;
+}
+
+export type IssuanceKind = "token" | "data_key" | "lease" | "certificate";
+
+export interface IssuancesTable {
+  /** Credential id: a token's `jti`, a data key id, a lease id or a certificate serial. */
+  id: string;
+  kind: IssuanceKind;
+  key_id: string;
+  key_version: number;
+  principal: string;
+  issued_at: number;
+  /** Null for credentials without an expiry (data keys). */
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+/** A database handle or an open transaction; every repository method accepts either. */
+export type Executor = Kysely<Database> | Transaction<Database>;

@@ -1,0 +1,43 @@
+import Sqlite from "better-sqlite3";
+import { type DatabaseConnection, Kysely, SqliteDialect, SqliteDriver, CompiledQuery } from "kysely";
+
+import type { Database } from "./schema.ts";
+
+/**
+ * SQLite driver whose transactions start with `BEGIN IMMEDIATE`, so a write transaction takes the
+ * database write lock before its first read. With a plain `BEGIN`, two processes could both read
+ * the same next version number and one would fail late with SQLITE_BUSY.
+ */
+class ImmediateTransactionDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
+}
+
+class ImmediateTransactionDialect extends SqliteDialect {
+  readonly #database: Sqlite.Database;
+
+  constructor(database: Sqlite.Database) {
+    super({ database });
+    this.#database = database;
+  }
+
+  override createDriver(): SqliteDriver {
+    return new ImmediateTransactionDriver({ database: this.#database });
+  }
+}
+
+/**
+ * Opens (or creates) a SQLite database with the settings Arbor relies on: WAL, fsync on every
+ * commit (`synchronous=FULL`, so an answered request's writes survive a power cut), foreign keys
+ * enforced, and a busy timeout for a second process on the same file.
+ */
+export function openSqlite(filename: string): { db: Kysely<Database>; raw: Sqlite.Database } {
+  const raw = new Sqlite(filename);
+  raw.pragma("journal_mode = WAL");
+  raw.pragma("synchronous = FULL");
+  raw.pragma("foreign_keys = ON");
+  raw.pragma("busy_timeout = 5000");
+  const db = new Kysely<Database>({ dialect: new ImmediateTransactionDialect(raw) });
+  return { db, raw };
+}
