@@ -25,7 +25,11 @@ export function wrapAad(input: {
  * AAD of an environment master version wrapped by the root. The root provider binds its own
  * version number around this AAD, because only the provider knows which root version it used.
  */
-export function rootWrapAad(input: { keyId: string; version: number; purpose: string }): Uint8Array {
+export function rootWrapAad(input: {
+  keyId: string;
+  version: number;
+  purpose: string;
+}): Uint8Array {
   return encodeLengthPrefixed("arbor/root-child/v1", input.keyId, input.version, input.purpose);
 }
 
@@ -36,5 +40,11 @@ export function deriveInfo(input: {
   algorithm: string;
   version: number;
 }): Uint8Array {
-  return encodeLengthPrefixed("arbor/key-derive/v1", input.keyId, input.purpose, input.algorithm, input.version);
+  return encodeLengthPrefixed(
+    "arbor/key-derive/v1",
+    input.keyId,
+    input.purpose,
+    input.algorithm,
+    input.version,
+  );
 }

@@ -1,5 +1,18 @@
-export { createKeyTree, requirePurpose, type KeyTree, type KeyVersionRef } from "./key-tree.ts";
+export {
+  createKeyTree,
+  isInScope,
+  requirePurpose,
+  type KeyScope,
+  type KeyTree,
+  type KeyVersionRef,
+} from "./key-tree.ts";
 export { MaterialCache, type MaterialCacheOptions } from "./material-cache.ts";
-export { parseKeyPath, formatKeyPath, SEGMENT_PATTERN, type KeyPath, type ServicePurpose } from "./paths.ts";
+export {
+  parseKeyPath,
+  formatKeyPath,
+  SEGMENT_PATTERN,
+  type KeyPath,
+  type ServicePurpose,
+} from "./paths.ts";
 export { ROOT_PARENT_ID } from "./views.ts";
 export type * from "./types.ts";

@@ -6,7 +6,13 @@ import type { KeyVersionRow } from "../storage/repositories/key-versions.ts";
 import type { Executor, KeyAlgorithm, KeyPurpose } from "../storage/schema.ts";
 import type { KeyFilter } from "../storage/repositories/keys.ts";
 import { createMaterialResolver } from "./material.ts";
-import { formatKeyPath, parentPathOf, parseKeyPath, type KeyPath, type ServicePurpose } from "./paths.ts";
+import {
+  formatKeyPath,
+  parentPathOf,
+  parseKeyPath,
+  type KeyPath,
+  type ServicePurpose,
+} from "./paths.ts";
 import { createVersionSealer, type ParentVersion } from "./sealing.ts";
 import type { CreateKeyOptions, KeyChange, KeyInfo, KeyTreeDeps, TreeNode } from "./types.ts";
 import { buildTree, toKeyInfo } from "./views.ts";
@@ -33,19 +39,31 @@ export function createKeyTree(deps: KeyTreeDeps) {
     await deps.onChange?.(ex, change);
   }
 
-  const lifecycle = createVersionLifecycle({ ...deps, sealer, recordChange, parentVersionFor, resolveKey });
+  const lifecycle = createVersionLifecycle({
+    ...deps,
+    sealer,
+    recordChange,
+    parentVersionFor,
+    resolveKey,
+  });
 
-  /** Finds a key by opaque id or by path; another scope's key is simply not found. */
-  async function resolveKey(reference: string, impliedPurpose?: ServicePurpose): Promise<KeyRow> {
+  /**
+   * Finds a key by opaque id or by path. With a scope, a key outside it is "not found", exactly
+   * like a key that does not exist, so a caller learns nothing about other scopes.
+   */
+  async function resolveKey(
+    reference: string,
+    impliedPurpose?: ServicePurpose,
+    scope?: KeyScope,
+  ): Promise<KeyRow> {
+    let key: KeyRow | undefined;
     if (OPAQUE_ID_PATTERN.test(reference) && reference.startsWith("key_")) {
-      const byId = await storage.keys.findById(reference);
-      if (byId !== undefined) return byId;
-      throw keyNotFound(reference);
+      key = await storage.keys.findById(reference);
+    } else {
+      key = await storage.keys.findByPath(formatKeyPath(parseKeyPath(reference, impliedPurpose)));
     }
-
-    const path = parseKeyPath(reference, impliedPurpose);
-    const key = await storage.keys.findByPath(formatKeyPath(path));
-    if (key === undefined) throw keyNotFound(reference);
+    if (key === undefined || (scope !== undefined && !isInScope(key, scope)))
+      throw keyNotFound(reference);
     return key;
   }
 
@@ -74,7 +92,8 @@ export function createKeyTree(deps: KeyTreeDeps) {
     const rotationPeriodMs = rotationPeriodFor(options);
     const canonicalPath = formatKeyPath(path);
 
-    if ((await storage.keys.findByPath(canonicalPath)) !== undefined) throw pathInUse(canonicalPath);
+    if ((await storage.keys.findByPath(canonicalPath)) !== undefined)
+      throw pathInUse(canonicalPath);
     const parentKey = await parentKeyOf(path);
     const parent = await parentVersionFor(parentKey?.id ?? null);
 
@@ -161,7 +180,9 @@ export function createKeyTree(deps: KeyTreeDeps) {
 
   async function listKeys(filter: KeyFilter = {}): Promise<KeyInfo[]> {
     const keys = await storage.keys.list(filter);
-    return Promise.all(keys.map(async (key) => toKeyInfo(key, await storage.versions.list(key.id))));
+    return Promise.all(
+      keys.map(async (key) => toKeyInfo(key, await storage.versions.list(key.id))),
+    );
   }
 
   async function tree(filter: KeyFilter = {}): Promise<TreeNode[]> {
@@ -220,7 +241,10 @@ export function createKeyTree(deps: KeyTreeDeps) {
   }
 
   /** Runs `use` with the version's plaintext material and zeroes it afterwards. */
-  async function withMaterial<T>(ref: KeyVersionRef, use: (material: Uint8Array) => Promise<T> | T): Promise<T> {
+  async function withMaterial<T>(
+    ref: KeyVersionRef,
+    use: (material: Uint8Array) => Promise<T> | T,
+  ): Promise<T> {
     const material = await resolver.materialOf(ref.key, ref.version);
     try {
       return await use(material);
@@ -252,6 +276,22 @@ export function createKeyTree(deps: KeyTreeDeps) {
 
 export type KeyTree = ReturnType<typeof createKeyTree>;
 
+/** An environment and optionally a tenant; null fields reach everything at that level. */
+export interface KeyScope {
+  environment: string | null;
+  tenant: string | null;
+}
+
+/**
+ * True when the key lies inside the scope. A tenant scope reaches only that tenant's keys, not the
+ * environment master or environment-level services.
+ */
+export function isInScope(key: Pick<KeyRow, "environment" | "tenant">, scope: KeyScope): boolean {
+  if (scope.environment !== null && key.environment !== scope.environment) return false;
+  if (scope.tenant !== null && key.tenant !== scope.tenant) return false;
+  return true;
+}
+
 export function requirePurpose(key: KeyRow, purpose: KeyPurpose): void {
   if (key.purpose === purpose) return;
   throw new ArborError(
@@ -281,7 +321,11 @@ function modeFor(purpose: KeyPurpose, options: CreateKeyOptions): "wrapped" | "d
     throw invalidArgument("mode", mode, `mode is "wrapped" or "derived"`);
   }
   if (mode === "derived" && purpose !== "encrypt") {
-    throw invalidArgument("mode", mode, "only encrypt keys can be derived; masters and sign keys are always wrapped");
+    throw invalidArgument(
+      "mode",
+      mode,
+      "only encrypt keys can be derived; masters and sign keys are always wrapped",
+    );
   }
   return mode;
 }
@@ -290,7 +334,11 @@ function rotationPeriodFor(options: CreateKeyOptions): number | null {
   const period = options.rotationPeriodMs ?? null;
   if (period === null) return null;
   if (!Number.isSafeInteger(period) || period < 60_000) {
-    throw invalidArgument("rotationPeriod", period, "the rotation period must be a whole number of milliseconds, at least one minute");
+    throw invalidArgument(
+      "rotationPeriod",
+      period,
+      "the rotation period must be a whole number of milliseconds, at least one minute",
+    );
   }
   return period;
 }

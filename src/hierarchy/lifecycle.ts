@@ -31,7 +31,11 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
   async function rotate(reference: string, options: RotateOptions = {}): Promise<VersionInfo> {
     const publishDelayMs = options.publishDelayMs ?? 0;
     if (!Number.isSafeInteger(publishDelayMs) || publishDelayMs < 0) {
-      throw invalidArgument("publishDelay", publishDelayMs, "must be a whole number of milliseconds, 0 or more");
+      throw invalidArgument(
+        "publishDelay",
+        publishDelayMs,
+        "must be a whole number of milliseconds, 0 or more",
+      );
     }
     const key = await deps.resolveKey(reference);
 
@@ -40,7 +44,13 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
       const next = latest + 1;
       const parent = await deps.parentVersionFor(key.parent_id);
       const sealed = await deps.sealer.seal(
-        { keyId: key.id, version: next, purpose: key.purpose, algorithm: key.algorithm, mode: key.mode },
+        {
+          keyId: key.id,
+          version: next,
+          purpose: key.purpose,
+          algorithm: key.algorithm,
+          mode: key.mode,
+        },
         parent,
       );
 
@@ -68,7 +78,10 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
             },
             trx,
           );
-          await deps.recordChange(trx, change("key.rotated", key, next, sealed.parentKeyId, sealed.parentVersion, now));
+          await deps.recordChange(
+            trx,
+            change("key.rotated", key, next, sealed.parentKeyId, sealed.parentVersion, now),
+          );
           return true;
         });
         if (inserted) return toVersionInfo((await storage.versions.find(key.id, next))!);
@@ -91,7 +104,15 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
     if (current === undefined) return;
 
     const retireAt = key.purpose === "sign" ? now + signRetireAfterMs : null;
-    await storage.versions.transition(key.id, current.version, ["primary"], "active", now, { retire_at: retireAt }, trx);
+    await storage.versions.transition(
+      key.id,
+      current.version,
+      ["primary"],
+      "active",
+      now,
+      { retire_at: retireAt },
+      trx,
+    );
   }
 
   /** Promotes pending versions whose publish delay has passed; returns how many were promoted. */
@@ -108,8 +129,19 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
         if (pending?.state !== "pending") return false;
 
         await demotePrimary(key, now, trx);
-        await storage.versions.transition(key.id, version.version, ["pending"], "primary", now, {}, trx);
-        await deps.recordChange(trx, change("key.version_promoted", key, version.version, null, null, now));
+        await storage.versions.transition(
+          key.id,
+          version.version,
+          ["pending"],
+          "primary",
+          now,
+          {},
+          trx,
+        );
+        await deps.recordChange(
+          trx,
+          change("key.version_promoted", key, version.version, null, null, now),
+        );
         return true;
       });
       if (moved) promoted++;
@@ -133,7 +165,8 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
     for (const row of due) {
       const key = await storage.keys.findById(row.key_id);
       if (key === undefined) continue;
-      if (await transition(key, row.version, ["active"], "disabled", "key.version_disabled")) retired++;
+      if (await transition(key, row.version, ["active"], "disabled", "key.version_disabled"))
+        retired++;
     }
     return retired;
   }
@@ -176,9 +209,17 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
   async function disableVersion(reference: string, version: number): Promise<VersionInfo> {
     const { key, row } = await versionOf(reference, version);
     if (row.state === "primary") {
-      throw stateConflict(key, version, row.state, "disable", "rotate the key first so another version is primary");
+      throw stateConflict(
+        key,
+        version,
+        row.state,
+        "disable",
+        "rotate the key first so another version is primary",
+      );
     }
-    if (!(await transition(key, version, ["active", "pending"], "disabled", "key.version_disabled"))) {
+    if (
+      !(await transition(key, version, ["active", "pending"], "disabled", "key.version_disabled"))
+    ) {
       throw stateConflict(key, version, row.state, "disable");
     }
     return toVersionInfo((await storage.versions.find(key.id, version))!);
@@ -199,7 +240,15 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
    */
   async function revokeVersion(reference: string, version: number): Promise<VersionInfo> {
     const { key, row } = await versionOf(reference, version);
-    if (!(await transition(key, version, ["pending", "primary", "active", "disabled"], "revoked", "key.version_revoked"))) {
+    if (
+      !(await transition(
+        key,
+        version,
+        ["pending", "primary", "active", "disabled"],
+        "revoked",
+        "key.version_revoked",
+      ))
+    ) {
       throw stateConflict(key, version, row.state, "revoke");
     }
     return toVersionInfo((await storage.versions.find(key.id, version))!);
@@ -218,13 +267,20 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
     const primary = await storage.versions.primary(key.id);
     const ceiling = primary?.version ?? (await storage.versions.maxVersion(key.id));
     if (!Number.isSafeInteger(version) || version < 1 || version > ceiling) {
-      throw invalidArgument("minDecryptionVersion", version, `must be between 1 and ${ceiling}, the primary version`);
+      throw invalidArgument(
+        "minDecryptionVersion",
+        version,
+        `must be between 1 and ${ceiling}, the primary version`,
+      );
     }
 
     const now = clock.now();
     await storage.write(async (trx) => {
       await storage.keys.setMinDecryptionVersion(key.id, version, trx);
-      await deps.recordChange(trx, change("key.min_decryption_version_set", key, version, null, null, now));
+      await deps.recordChange(
+        trx,
+        change("key.min_decryption_version_set", key, version, null, null, now),
+      );
     });
     return version;
   }
@@ -251,7 +307,13 @@ function change(
   return { type, keyId: key.id, path: key.path, version, parentKeyId, parentVersion, at };
 }
 
-function stateConflict(key: KeyRow, version: number, state: VersionState, action: string, hint?: string): ArborError {
+function stateConflict(
+  key: KeyRow,
+  version: number,
+  state: VersionState,
+  action: string,
+  hint?: string,
+): ArborError {
   const suffix = hint === undefined ? "" : `; ${hint}`;
   return new ArborError(
     "KEY_STATE_CONFLICT",
@@ -259,4 +321,3 @@ function stateConflict(key: KeyRow, version: number, state: VersionState, action
     { parameter: "version", value: version },
   );
 }
-

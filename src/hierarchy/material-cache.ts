@@ -25,6 +25,8 @@ export class MaterialCache {
       max: options.maxEntries ?? 10_000,
       ttl: options.ttlMs ?? 5 * 60_000,
       ttlAutopurge: true,
+      // lru-cache caches "now" for ttlResolution ms; read the injected clock on every check instead.
+      ttlResolution: 0,
       perf: { now: () => clock.now() },
       dispose: (material) => material.fill(0),
     });
@@ -36,9 +38,12 @@ export class MaterialCache {
     return material === undefined ? undefined : Uint8Array.from(material);
   }
 
-  /** Stores a private copy of `material`; the caller keeps ownership of the buffer it passed. */
+  /**
+   * Stores `material` and takes ownership of it: the caller must not use or zero the buffer
+   * afterwards, because the cache zeroes it when the entry goes.
+   */
   put(keyId: string, version: number, material: Uint8Array): void {
-    this.#entries.set(cacheKey(keyId, version), Uint8Array.from(material));
+    this.#entries.set(cacheKey(keyId, version), material);
   }
 
   delete(keyId: string, version: number): void {

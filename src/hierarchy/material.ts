@@ -13,7 +13,9 @@ const USABLE_AS_PARENT = new Set(["pending", "primary", "active"]);
  * the cache for every level it can. Returned buffers are copies owned by the caller, who must
  * zero them.
  */
-export function createMaterialResolver(deps: Pick<KeyTreeDeps, "storage" | "root" | "cache" | "logger">) {
+export function createMaterialResolver(
+  deps: Pick<KeyTreeDeps, "storage" | "root" | "cache" | "logger">,
+) {
   const { storage, root, cache, logger } = deps;
 
   async function materialOf(key: KeyRow, version: KeyVersionRow): Promise<Uint8Array> {
@@ -21,7 +23,7 @@ export function createMaterialResolver(deps: Pick<KeyTreeDeps, "storage" | "root
     if (cached !== undefined) return cached;
 
     const material = await open(key, version);
-    cache.put(key.id, version.version, material);
+    cache.put(key.id, version.version, Uint8Array.from(material));
     return material;
   }
 
@@ -31,7 +33,10 @@ export function createMaterialResolver(deps: Pick<KeyTreeDeps, "storage" | "root
     }
 
     const parentKey = await storage.keys.findById(version.parent_key_id);
-    const parentVersion = await storage.versions.find(version.parent_key_id, version.parent_version);
+    const parentVersion = await storage.versions.find(
+      version.parent_key_id,
+      version.parent_version,
+    );
     if (parentKey === undefined || parentVersion === undefined) {
       throw corrupt(key, version, "its parent version is missing");
     }
@@ -63,14 +68,22 @@ export function createMaterialResolver(deps: Pick<KeyTreeDeps, "storage" | "root
       );
     } catch (error) {
       // SEALED and ROOT_UNAVAILABLE pass through: they are not corruption.
-      if (isArborError(error) && error.code !== "STORED_KEY_CORRUPT" && error.code !== "DECRYPTION_FAILED") {
+      if (
+        isArborError(error) &&
+        error.code !== "STORED_KEY_CORRUPT" &&
+        error.code !== "DECRYPTION_FAILED"
+      ) {
         throw error;
       }
       throw corrupt(key, version, "the root could not unwrap it", error);
     }
   }
 
-  function unwrapWithParent(key: KeyRow, version: KeyVersionRow, parentMaterial: Uint8Array): Uint8Array {
+  function unwrapWithParent(
+    key: KeyRow,
+    version: KeyVersionRow,
+    parentMaterial: Uint8Array,
+  ): Uint8Array {
     if (version.material === null) throw corrupt(key, version, "it has no wrapped material");
 
     try {
@@ -96,7 +109,12 @@ export function createMaterialResolver(deps: Pick<KeyTreeDeps, "storage" | "root
     return hkdfSha256(
       parentMaterial,
       new Uint8Array(version.salt),
-      deriveInfo({ keyId: key.id, purpose: key.purpose, algorithm: key.algorithm, version: version.version }),
+      deriveInfo({
+        keyId: key.id,
+        purpose: key.purpose,
+        algorithm: key.algorithm,
+        version: version.version,
+      }),
       32,
     );
   }
@@ -105,7 +123,12 @@ export function createMaterialResolver(deps: Pick<KeyTreeDeps, "storage" | "root
    * A stored blob that fails to open is server-side corruption or a root fault, never the
    * caller's mistake: it is logged with the version and answered with 500.
    */
-  function corrupt(key: KeyRow, version: KeyVersionRow, reason: string, cause?: unknown): ArborError {
+  function corrupt(
+    key: KeyRow,
+    version: KeyVersionRow,
+    reason: string,
+    cause?: unknown,
+  ): ArborError {
     logger.error(
       { keyId: key.id, path: key.path, version: version.version, reason },
       "stored key version failed to open",

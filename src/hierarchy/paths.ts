@@ -36,10 +36,7 @@ export function parseKeyPath(text: string, impliedPurpose?: ServicePurpose): Key
 
   for (const segment of segments) {
     if (!SEGMENT_PATTERN.test(segment)) {
-      throw invalidPath(
-        text,
-        `segment ${quote(segment)} must match [a-z0-9][a-z0-9-]{0,62}`,
-      );
+      throw invalidPath(text, `segment ${quote(segment)} must match [a-z0-9][a-z0-9-]{0,62}`);
     }
   }
   if (segments.includes(NO_TENANT)) throw invalidPath(text, `"-" is reserved`);
@@ -54,19 +51,36 @@ export function parseKeyPath(text: string, impliedPurpose?: ServicePurpose): Key
   if (segments.length === 3 && impliedPurpose !== undefined) {
     return servicePath(text, segments, impliedPurpose);
   }
-  if (segments.length === 1) return { kind: "master", environment: segments[0]!, tenant: NO_TENANT };
-  if (segments.length === 2) return { kind: "master", environment: segments[0]!, tenant: segments[1]! };
+  if (segments.length === 1)
+    return { kind: "master", environment: segments[0]!, tenant: NO_TENANT };
+  if (segments.length === 2)
+    return { kind: "master", environment: segments[0]!, tenant: segments[1]! };
   throw invalidPath(text, "a service key path ends with :encrypt or :sign");
 }
 
 function servicePath(text: string, segments: string[], purpose: ServicePurpose): ServicePath {
   if (segments.length === 2) {
-    return { kind: "service", environment: segments[0]!, tenant: NO_TENANT, service: segments[1]!, purpose };
+    return {
+      kind: "service",
+      environment: segments[0]!,
+      tenant: NO_TENANT,
+      service: segments[1]!,
+      purpose,
+    };
   }
   if (segments.length === 3) {
-    return { kind: "service", environment: segments[0]!, tenant: segments[1]!, service: segments[2]!, purpose };
+    return {
+      kind: "service",
+      environment: segments[0]!,
+      tenant: segments[1]!,
+      service: segments[2]!,
+      purpose,
+    };
   }
-  throw invalidPath(text, "a service key path is env/service:purpose or env/tenant/service:purpose");
+  throw invalidPath(
+    text,
+    "a service key path is env/service:purpose or env/tenant/service:purpose",
+  );
 }
 
 /** Formats a parsed path back to its canonical text. */
@@ -78,7 +92,9 @@ export function formatKeyPath(path: KeyPath): string {
 /** The path of the master a key sits under: the tenant master, or the environment master. */
 export function parentPathOf(path: KeyPath): MasterPath | null {
   if (path.kind === "master") {
-    return path.tenant === NO_TENANT ? null : { kind: "master", environment: path.environment, tenant: NO_TENANT };
+    return path.tenant === NO_TENANT
+      ? null
+      : { kind: "master", environment: path.environment, tenant: NO_TENANT };
   }
   return { kind: "master", environment: path.environment, tenant: path.tenant };
 }

@@ -57,7 +57,13 @@ export function createVersionSealer(deps: Pick<KeyTreeDeps, "root">, resolver: M
           plaintext,
           rootWrapAad({ keyId: target.keyId, version: target.version, purpose: target.purpose }),
         );
-        return { material: blob.ciphertext, salt: null, publicJwk, parentKeyId: null, parentVersion: blob.rootVersion };
+        return {
+          material: blob.ciphertext,
+          salt: null,
+          publicJwk,
+          parentKeyId: null,
+          parentVersion: blob.rootVersion,
+        };
       }
 
       const parentMaterial = await resolver.materialOf(parent.key, parent.version);
@@ -73,7 +79,13 @@ export function createVersionSealer(deps: Pick<KeyTreeDeps, "root">, resolver: M
             purpose: target.purpose,
           }),
         );
-        return { material, salt: null, publicJwk, parentKeyId: parent.key.id, parentVersion: parent.version.version };
+        return {
+          material,
+          salt: null,
+          publicJwk,
+          parentKeyId: parent.key.id,
+          parentVersion: parent.version.version,
+        };
       } finally {
         zeroize(parentMaterial);
       }

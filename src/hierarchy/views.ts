@@ -13,7 +13,8 @@ export function toVersionInfo(row: KeyVersionRow): VersionInfo {
     createdAt: Number(row.created_at),
     activateAt: row.activate_at === null ? null : Number(row.activate_at),
     retireAt: row.retire_at === null ? null : Number(row.retire_at),
-    publicJwk: row.public_jwk === null ? null : (JSON.parse(row.public_jwk) as Record<string, unknown>),
+    publicJwk:
+      row.public_jwk === null ? null : (JSON.parse(row.public_jwk) as Record<string, unknown>),
   };
 }
 

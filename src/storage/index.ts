@@ -1,5 +1,5 @@
 export { openStorage, createStorage, type Storage, type StorageConfig } from "./storage.ts";
-export { migrateToLatest, type Dialect } from "./migrations.ts";
+export { migrateToLatest, type Dialect } from "./migrations/index.ts";
 export { constraintViolation, type ConstraintKind } from "./errors.ts";
 export * from "./schema.ts";
 export type { KeyRow, KeyFilter } from "./repositories/keys.ts";

@@ -1,5 +1,11 @@
 import Sqlite from "better-sqlite3";
-import { type DatabaseConnection, Kysely, SqliteDialect, SqliteDriver, CompiledQuery } from "kysely";
+import {
+  type DatabaseConnection,
+  Kysely,
+  SqliteDialect,
+  SqliteDriver,
+  CompiledQuery,
+} from "kysely";
 
 import type { Database } from "./schema.ts";
 

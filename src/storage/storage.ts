@@ -1,8 +1,11 @@
 import type { Kysely, Transaction } from "kysely";
 
-import { migrateToLatest, type Dialect } from "./migrations.ts";
+import { migrateToLatest, type Dialect } from "./migrations/index.ts";
 import { createIssuanceRepository, type IssuanceRepository } from "./repositories/issuances.ts";
-import { createKeyVersionRepository, type KeyVersionRepository } from "./repositories/key-versions.ts";
+import {
+  createKeyVersionRepository,
+  type KeyVersionRepository,
+} from "./repositories/key-versions.ts";
 import { createKeyRepository, type KeyRepository } from "./repositories/keys.ts";
 import { createOutboxRepository, type OutboxRepository } from "./repositories/outbox.ts";
 import { createSealedRootStore } from "./repositories/sealed-root.ts";

@@ -13,7 +13,7 @@ export interface DialectUnderTest {
   name: string;
   skip: string | false;
   /** Opens a fresh, migrated, empty store; `close` removes everything it created. */
-  open(): Promise<{ storage: Storage; file?: string; close(): Promise<void> }>;
+  open(): Promise<{ storage: Storage; file?: string; close: () => Promise<void> }>;
   /** Opens the same store again, as a restarted process would. */
   reopen?(file: string): Promise<Storage>;
 }

@@ -9,7 +9,9 @@ import { dialects } from "../helpers/dialects.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 
-function keyRow(overrides: Partial<Insertable<KeysTable>> & { id: string; path: string }): Insertable<KeysTable> {
+function keyRow(
+  overrides: Partial<Insertable<KeysTable>> & { id: string; path: string },
+): Insertable<KeysTable> {
   return {
     kind: "master",
     environment: "prod",
@@ -30,7 +32,11 @@ function keyRow(overrides: Partial<Insertable<KeysTable>> & { id: string; path: 
 
 async function rejectedBy(kind: string, work: () => Promise<unknown>): Promise<void> {
   await assert.rejects(work, (error: unknown) => {
-    assert.equal(constraintViolation(error), kind, `expected a ${kind} violation, got ${String(error)}`);
+    assert.equal(
+      constraintViolation(error),
+      kind,
+      `expected a ${kind} violation, got ${String(error)}`,
+    );
     return true;
   });
 }
@@ -191,22 +197,31 @@ for (const dialect of dialects) {
     });
 
     test("path is unique across all keys", async () => {
-      await rejectedBy("unique", () => storage.keys.insert(keyRow({ id: "key_other", path: "prod" })));
+      await rejectedBy("unique", () =>
+        storage.keys.insert(keyRow({ id: "key_other", path: "prod" })),
+      );
     });
 
     test("version parent must be the key's parent", async () => {
       await storage.versions.insert(versionRow("key_prod", 1, null, 1));
       await storage.versions.insert(versionRow("key_stage", 1, null, 1));
       // prod/acme is a child of prod, so a version claiming stage's version as its wrapper is refused.
-      await rejectedBy("foreign_key", () => storage.versions.insert(versionRow("key_prod_acme", 1, "key_stage", 1)));
+      await rejectedBy("foreign_key", () =>
+        storage.versions.insert(versionRow("key_prod_acme", 1, "key_stage", 1)),
+      );
       await storage.versions.insert(versionRow("key_prod_acme", 1, "key_prod", 1));
       assert.equal((await storage.versions.wrappedBy("key_prod", 1)).length, 1);
     });
 
     test("at most one primary version per key", async () => {
       await storage.versions.insert(versionRow("key_prod_globex", 1, "key_prod", 1));
-      await rejectedBy("unique", () => storage.versions.insert(versionRow("key_prod_globex", 2, "key_prod", 1)));
-      await storage.versions.insert({ ...versionRow("key_prod_globex", 2, "key_prod", 1), state: "active" });
+      await rejectedBy("unique", () =>
+        storage.versions.insert(versionRow("key_prod_globex", 2, "key_prod", 1)),
+      );
+      await storage.versions.insert({
+        ...versionRow("key_prod_globex", 2, "key_prod", 1),
+        state: "active",
+      });
     });
 
     test("outbox row rolls back with its change", async () => {
@@ -219,7 +234,9 @@ for (const dialect of dialects) {
       );
       assert.deepEqual(await storage.outbox.readAfter(0, 1000), before);
 
-      await storage.write((trx) => storage.outbox.append("key.rotated", { keyId: "key_prod" }, T0 + 5, trx));
+      await storage.write((trx) =>
+        storage.outbox.append("key.rotated", { keyId: "key_prod" }, T0 + 5, trx),
+      );
       const rows = await storage.outbox.readAfter(before.at(-1)?.id ?? 0, 10);
       assert.equal(rows.length, 1);
       assert.equal(rows[0]!.topic, "key.rotated");
@@ -228,27 +245,69 @@ for (const dialect of dialects) {
     });
 
     test("issuances queried by key version and expiry", async () => {
-      const base = { kind: "token" as const, key_id: "key_prod", key_version: 1, principal: "svc", revoked_at: null };
-      await storage.issuances.record({ ...base, id: "tok_a", issued_at: T0, expires_at: T0 + 1000 });
-      await storage.issuances.record({ ...base, id: "tok_b", issued_at: T0, expires_at: T0 + 5000 });
-      await storage.issuances.record({ ...base, id: "dk_c", kind: "data_key", issued_at: T0, expires_at: null });
+      const base = {
+        kind: "token" as const,
+        key_id: "key_prod",
+        key_version: 1,
+        principal: "svc",
+        revoked_at: null,
+      };
+      await storage.issuances.record({
+        ...base,
+        id: "tok_a",
+        issued_at: T0,
+        expires_at: T0 + 1000,
+      });
+      await storage.issuances.record({
+        ...base,
+        id: "tok_b",
+        issued_at: T0,
+        expires_at: T0 + 5000,
+      });
+      await storage.issuances.record({
+        ...base,
+        id: "dk_c",
+        kind: "data_key",
+        issued_at: T0,
+        expires_at: null,
+      });
 
       const live = await storage.issuances.liveByKeyVersion("key_prod", 1, T0 + 2000);
-      assert.deepEqual(live.map((row) => row.id), ["dk_c", "tok_b"]);
+      assert.deepEqual(
+        live.map((row) => row.id),
+        ["dk_c", "tok_b"],
+      );
       const expiring = await storage.issuances.expiringBetween(T0, T0 + 2000);
-      assert.deepEqual(expiring.map((row) => row.id), ["tok_a"]);
+      assert.deepEqual(
+        expiring.map((row) => row.id),
+        ["tok_a"],
+      );
 
       assert.equal(await storage.issuances.revoke("tok_b", T0 + 2500), true);
       assert.equal(await storage.issuances.revoke("tok_b", T0 + 2600), false);
-      assert.deepEqual((await storage.issuances.liveByKeyVersion("key_prod", 1, T0 + 2000)).map((r) => r.id), ["dk_c"]);
+      assert.deepEqual(
+        (await storage.issuances.liveByKeyVersion("key_prod", 1, T0 + 2000)).map((r) => r.id),
+        ["dk_c"],
+      );
       await rejectedBy("foreign_key", () =>
-        storage.issuances.record({ ...base, id: "tok_x", key_version: 99, issued_at: T0, expires_at: null }),
+        storage.issuances.record({
+          ...base,
+          id: "tok_x",
+          key_version: 99,
+          issued_at: T0,
+          expires_at: null,
+        }),
       );
     });
   });
 }
 
-function versionRow(keyId: string, version: number, parentKeyId: string | null, parentVersion: number) {
+function versionRow(
+  keyId: string,
+  version: number,
+  parentKeyId: string | null,
+  parentVersion: number,
+) {
   return {
     key_id: keyId,
     version,
@@ -270,7 +329,7 @@ describe("sqlite settings", () => {
 
   test("pragmas are WAL, FULL and foreign keys", async () => {
     const { file, close } = await sqliteDialect.open();
-    const raw = new Sqlite(file!);
+    const raw = new Sqlite(file);
     try {
       assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
     } finally {
@@ -279,7 +338,9 @@ describe("sqlite settings", () => {
     const { storage, close: close2 } = await sqliteDialect.open();
     const synchronous = await sql<{ synchronous: number }>`pragma synchronous`.execute(storage.db);
     assert.equal(synchronous.rows[0]?.synchronous, 2, "synchronous=FULL is 2");
-    const foreignKeys = await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(storage.db);
+    const foreignKeys = await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(
+      storage.db,
+    );
     assert.equal(foreignKeys.rows[0]?.foreign_keys, 1);
     await close2();
     await close();
@@ -287,13 +348,16 @@ describe("sqlite settings", () => {
 
   test("write transactions take the lock at BEGIN", async () => {
     const { storage, file, close } = await sqliteDialect.open();
-    const other = new Sqlite(file!, { timeout: 0 });
+    const other = new Sqlite(file, { timeout: 0 });
     try {
       await storage.write(async (trx) => {
         // Only a read so far; with BEGIN IMMEDIATE the write lock is already held.
         await storage.keys.findByPath("prod", trx);
         assert.throws(
-          () => other.prepare("insert into outbox (topic, payload, created_at) values ('t', '{}', 1)").run(),
+          () =>
+            other
+              .prepare("insert into outbox (topic, payload, created_at) values ('t', '{}', 1)")
+              .run(),
           (error: unknown) => (error as { code?: string }).code === "SQLITE_BUSY",
         );
       });
@@ -307,8 +371,13 @@ describe("sqlite settings", () => {
   test("migrations run once and reopen cleanly", async () => {
     const { file, close } = await sqliteDialect.open();
     const again = await sqliteDialect.reopen!(file!);
-    const { rows } = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(again.db);
-    assert.deepEqual(rows.map((r) => r.name), ["0001_key_tree"]);
+    const { rows } = await sql<{
+      name: string;
+    }>`select name from kysely_migration order by name`.execute(again.db);
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ["0001_key_tree"],
+    );
     await again.close();
     await close();
   });

@@ -16,7 +16,12 @@ export function createIssuanceRepository(db: Kysely<Database>) {
     },
 
     /** Credentials of one key version still live at `now` (not revoked, not expired). */
-    async liveByKeyVersion(keyId: string, version: number, now: number, ex: Executor = db): Promise<IssuanceRow[]> {
+    async liveByKeyVersion(
+      keyId: string,
+      version: number,
+      now: number,
+      ex: Executor = db,
+    ): Promise<IssuanceRow[]> {
       return ex
         .selectFrom("issuances")
         .selectAll()

@@ -10,7 +10,11 @@ export function createKeyVersionRepository(db: Kysely<Database>) {
       await ex.insertInto("key_versions").values(row).execute();
     },
 
-    async find(keyId: string, version: number, ex: Executor = db): Promise<KeyVersionRow | undefined> {
+    async find(
+      keyId: string,
+      version: number,
+      ex: Executor = db,
+    ): Promise<KeyVersionRow | undefined> {
       return ex
         .selectFrom("key_versions")
         .selectAll()
@@ -70,7 +74,11 @@ export function createKeyVersionRepository(db: Kysely<Database>) {
     },
 
     /** Versions wrapped or derived by the given parent version: the next level of a cascade. */
-    async wrappedBy(parentKeyId: string, parentVersion: number, ex: Executor = db): Promise<KeyVersionRow[]> {
+    async wrappedBy(
+      parentKeyId: string,
+      parentVersion: number,
+      ex: Executor = db,
+    ): Promise<KeyVersionRow[]> {
       return ex
         .selectFrom("key_versions")
         .selectAll()

@@ -28,7 +28,8 @@ export function createKeyRepository(db: Kysely<Database>) {
 
     async list(filter: KeyFilter = {}, ex: Executor = db): Promise<KeyRow[]> {
       let query = ex.selectFrom("keys").selectAll();
-      if (filter.environment !== undefined) query = query.where("environment", "=", filter.environment);
+      if (filter.environment !== undefined)
+        query = query.where("environment", "=", filter.environment);
       if (filter.tenant !== undefined) query = query.where("tenant", "=", filter.tenant);
       if (filter.kind !== undefined) query = query.where("kind", "=", filter.kind);
       if (filter.pathPrefix !== undefined) {
@@ -36,7 +37,7 @@ export function createKeyRepository(db: Kysely<Database>) {
         query = query.where((eb) =>
           eb.or([
             eb("path", "=", prefix),
-            eb("path", "like", `${escapeLike(prefix)}/%`, ),
+            eb("path", "like", `${escapeLike(prefix)}/%`),
             eb("path", "like", `${escapeLike(prefix)}:%`),
           ]),
         );
@@ -45,11 +46,20 @@ export function createKeyRepository(db: Kysely<Database>) {
     },
 
     async children(parentId: string, ex: Executor = db): Promise<KeyRow[]> {
-      return ex.selectFrom("keys").selectAll().where("parent_id", "=", parentId).orderBy("path").execute();
+      return ex
+        .selectFrom("keys")
+        .selectAll()
+        .where("parent_id", "=", parentId)
+        .orderBy("path")
+        .execute();
     },
 
     async setMinDecryptionVersion(id: string, version: number, ex: Executor = db): Promise<void> {
-      await ex.updateTable("keys").set({ min_decryption_version: version }).where("id", "=", id).execute();
+      await ex
+        .updateTable("keys")
+        .set({ min_decryption_version: version })
+        .where("id", "=", id)
+        .execute();
     },
   };
 }

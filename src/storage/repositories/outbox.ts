@@ -10,7 +10,12 @@ export type OutboxRow = Selectable<OutboxTable>;
  */
 export function createOutboxRepository(db: Kysely<Database>) {
   return {
-    async append(topic: string, payload: Record<string, unknown>, now: number, ex: Executor = db): Promise<void> {
+    async append(
+      topic: string,
+      payload: Record<string, unknown>,
+      now: number,
+      ex: Executor = db,
+    ): Promise<void> {
       await ex
         .insertInto("outbox")
         .values({ topic, payload: JSON.stringify(payload), created_at: now })

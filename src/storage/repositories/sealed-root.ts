@@ -7,10 +7,18 @@ import type { Database } from "../schema.ts";
 export function createSealedRootStore(db: Kysely<Database>): SealedRootStore {
   return {
     async load() {
-      const record = await db.selectFrom("sealed_root").selectAll().where("id", "=", 1).executeTakeFirst();
+      const record = await db
+        .selectFrom("sealed_root")
+        .selectAll()
+        .where("id", "=", 1)
+        .executeTakeFirst();
       if (record === undefined) return null;
 
-      const versions = await db.selectFrom("sealed_root_versions").selectAll().orderBy("version").execute();
+      const versions = await db
+        .selectFrom("sealed_root_versions")
+        .selectAll()
+        .orderBy("version")
+        .execute();
       return {
         record: {
           shares: record.shares,
@@ -48,9 +56,16 @@ export function createSealedRootStore(db: Kysely<Database>): SealedRootStore {
   };
 }
 
-async function insertVersion(db: Kysely<Database>, version: SealedRootVersionRecord): Promise<void> {
+async function insertVersion(
+  db: Kysely<Database>,
+  version: SealedRootVersionRecord,
+): Promise<void> {
   await db
     .insertInto("sealed_root_versions")
-    .values({ version: version.version, sealed_key: version.sealedKey, created_at: version.createdAt })
+    .values({
+      version: version.version,
+      sealed_key: version.sealedKey,
+      created_at: version.createdAt,
+    })
     .execute();
 }

@@ -1,0 +1,62 @@
+/**
+ * Audit events. Field names are a stable contract (renaming one is a breaking change), so every
+ * event has the same top-level shape; type-specific details go in `details`. Secrets never
+ * appear: a value that must be correlated without being revealed is HMAC'd by the writer.
+ */
+export type AuditOutcome = "success" | "failure" | "denied";
+
+export type AuditEventType =
+  | "sys.initialized"
+  | "sys.unseal_attempted"
+  | "sys.unsealed"
+  | "sys.sealed"
+  | "sys.unseal_cancelled"
+  | "auth.failed"
+  | "authz.denied"
+  | "key.created"
+  | "key.rotated"
+  | "key.version_promoted"
+  | "key.version_disabled"
+  | "key.version_enabled"
+  | "key.version_revoked"
+  | "key.min_decryption_version_set"
+  | "crypto.encrypt"
+  | "crypto.decrypt"
+  | "crypto.rewrap"
+  | "data_key.issued"
+  | "data_key.decrypted"
+  | "operator_token.created"
+  | "operator_token.revoked"
+  | "hierarchy.applied";
+
+export interface AuditPrincipal {
+  type: "operator" | "service" | "workload" | "anonymous";
+  id: string;
+}
+
+export interface AuditEvent {
+  type: AuditEventType;
+  outcome: AuditOutcome;
+  /** Integer milliseconds since the Unix epoch, from the injected clock. */
+  at: number;
+  principal: AuditPrincipal;
+  sourceAddress: string | null;
+  requestId: string | null;
+  keyId: string | null;
+  keyVersion: number | null;
+  /** Key versions from the root down to the one that acted, as `key_id@version` (root first). */
+  chain: string[];
+  /** The credential handed out or used (token id, data key id), never the credential itself. */
+  credentialId: string | null;
+  /** Stable error code when the outcome is not success. */
+  errorCode: string | null;
+  details: Record<string, string | number | boolean | null>;
+}
+
+/**
+ * The durable audit writer. `write` resolves only once the event is durable; if it cannot be
+ * written it rejects with AUDIT_UNAVAILABLE and the caller must not hand out the credential.
+ */
+export interface AuditWriter {
+  write(event: AuditEvent): Promise<void>;
+}

@@ -1,0 +1,43 @@
+import { type Kysely, type Migration, type MigrationProvider, Migrator } from "kysely";
+
+import { ArborError } from "../../errors/index.ts";
+import { keyTreeMigration } from "./0001-key-tree.ts";
+import type { Dialect } from "./types.ts";
+
+export type { Dialect } from "./types.ts";
+
+/**
+ * Versioned migrations, applied in name order at start. A released migration never changes; a
+ * schema change is a new entry. Each takes the dialect because the two disagree on a few column
+ * types (blob/bytea, autoincrement).
+ */
+function migrations(dialect: Dialect): Record<string, Migration> {
+  return {
+    "0001_key_tree": keyTreeMigration(dialect),
+  };
+}
+class InlineMigrations implements MigrationProvider {
+  constructor(private readonly dialect: Dialect) {}
+
+  getMigrations(): Promise<Record<string, Migration>> {
+    return Promise.resolve(migrations(this.dialect));
+  }
+}
+
+/** Applies every pending migration; fails loudly if one fails, leaving the schema as it was. */
+export async function migrateToLatest(db: Kysely<unknown>, dialect: Dialect): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: new InlineMigrations(dialect) });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((result) => result.status === "Error")?.migrationName ?? "unknown";
+    throw new ArborError(
+      "STORAGE_UNAVAILABLE",
+      `database migration ${failed} failed`,
+      {},
+      {
+        cause: error,
+      },
+    );
+  }
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
