@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv } from "node:crypto";
 
 import { decryptionFailed, invalidArgument } from "../errors/index.ts";
+import { concatAndZeroChunks, zeroChunks } from "./chunks.ts";
 import { randomBytes } from "./random.ts";
 
 /** Size in bytes of the random nonce Arbor prepends to every sealed blob (96 bits). */
@@ -9,6 +10,11 @@ export const GCM_NONCE_BYTES = 12;
 export const GCM_TAG_BYTES = 16;
 /** Size in bytes of every AES key Arbor generates (AES-256). */
 export const AES_256_KEY_BYTES = 32;
+/**
+ * Largest nonce the detached functions take. GCM itself allows longer nonces, but Node's
+ * `createCipheriv` rejects GCM nonces over 128 bytes (checked on Node 20.20.2).
+ */
+export const GCM_MAX_NONCE_BYTES = 128;
 
 /**
  * Encrypts with AES-256-GCM under a fresh random 96-bit nonce and returns
@@ -40,8 +46,9 @@ export function aesGcmOpen(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array)
 /**
  * AES-GCM with an explicit nonce, for formats that derive a unique nonce themselves (envelope
  * frames use a per-message key and the frame index) and for published test vectors. Never pass a
- * nonce that came from a caller. Accepts 128, 192 and 256-bit keys so the vectors can run; Arbor's
- * own keys are always 256-bit.
+ * nonce that came from a caller. Accepts 128, 192 and 256-bit keys and nonces of 1 to
+ * {@link GCM_MAX_NONCE_BYTES} bytes so the vectors can run; Arbor's own keys are always 256-bit and
+ * its nonces 96-bit. Throws INVALID_ARGUMENT for any other key or nonce size.
  */
 export function aesGcmEncryptDetached(
   key: Uint8Array,
@@ -49,13 +56,26 @@ export function aesGcmEncryptDetached(
   plaintext: Uint8Array,
   aad: Uint8Array,
 ): { ciphertext: Uint8Array; tag: Uint8Array } {
-  const cipher = createCipheriv(gcmAlgorithm(key), key, nonce, { authTagLength: GCM_TAG_BYTES });
+  const algorithm = gcmAlgorithm(key);
+  if (!isSupportedNonceLength(nonce.length)) {
+    throw invalidArgument(
+      "nonce",
+      `${nonce.length} bytes`,
+      `an AES-GCM nonce must be 1 to ${GCM_MAX_NONCE_BYTES} bytes (Arbor uses ${GCM_NONCE_BYTES})`,
+    );
+  }
+
+  const cipher = createCipheriv(algorithm, key, nonce, { authTagLength: GCM_TAG_BYTES });
   cipher.setAAD(aad);
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   return { ciphertext: new Uint8Array(ciphertext), tag: new Uint8Array(cipher.getAuthTag()) };
 }
 
-/** Decrypts and verifies a detached 16-byte tag; any failure is the uniform DECRYPTION_FAILED. */
+/**
+ * Decrypts and verifies a detached 16-byte tag. A wrong key, nonce, AAD, ciphertext or tag, and a
+ * tag or nonce of an unsupported size, all give the uniform DECRYPTION_FAILED. A key of the wrong
+ * size is a caller bug and gives INVALID_ARGUMENT.
+ */
 export function aesGcmDecryptDetached(
   key: Uint8Array,
   nonce: Uint8Array,
@@ -63,21 +83,29 @@ export function aesGcmDecryptDetached(
   tag: Uint8Array,
   aad: Uint8Array,
 ): Uint8Array {
-  // A short tag would make forgery far cheaper; OpenSSL would accept it if asked, so refuse here.
+  const algorithm = gcmAlgorithm(key);
+  // A short tag would make forgery far cheaper. OpenSSL accepts one if asked, so reject it here.
   if (tag.length !== GCM_TAG_BYTES) throw decryptionFailed();
-  if (nonce.length === 0) throw decryptionFailed();
+  if (!isSupportedNonceLength(nonce.length)) throw decryptionFailed();
 
+  // GCM returns plaintext from update() before final() checks the tag, so every chunk is zeroed
+  // on failure and copied out and zeroed on success.
+  const chunks: Buffer[] = [];
   try {
-    const decipher = createDecipheriv(gcmAlgorithm(key), key, nonce, {
-      authTagLength: GCM_TAG_BYTES,
-    });
+    const decipher = createDecipheriv(algorithm, key, nonce, { authTagLength: GCM_TAG_BYTES });
     decipher.setAAD(aad);
     decipher.setAuthTag(tag);
-    const plaintext = Buffer.concat([decipher.update(ciphertext), decipher.final()]);
-    return new Uint8Array(plaintext.buffer, plaintext.byteOffset, plaintext.length);
+    chunks.push(decipher.update(ciphertext));
+    chunks.push(decipher.final());
   } catch (error) {
+    zeroChunks(chunks);
     throw decryptionFailed(error);
   }
+  return concatAndZeroChunks(chunks);
+}
+
+function isSupportedNonceLength(length: number): boolean {
+  return length >= 1 && length <= GCM_MAX_NONCE_BYTES;
 }
 
 function gcmAlgorithm(key: Uint8Array): "aes-128-gcm" | "aes-192-gcm" | "aes-256-gcm" {

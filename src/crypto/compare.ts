@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 
 /**
- * Compares two byte strings in time that depends only on their lengths' digest, not on where they
- * differ. Inputs of different lengths are hashed first so the comparison itself stays constant-time
- * and the length difference alone is what a timing observer could learn.
+ * Compares two byte strings in time that depends only on their lengths, not on where they differ.
+ * Inputs of different lengths are hashed first so the comparison itself stays constant-time and
+ * the length difference alone is what a timing observer could learn.
  */
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length === b.length) return timingSafeEqual(a, b);

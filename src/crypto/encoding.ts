@@ -1,3 +1,5 @@
+import { invalidArgument } from "../errors/index.ts";
+
 /**
  * Length-prefixed encoding for every AAD and KDF info Arbor builds. Each field is written as a
  * 4-byte big-endian length followed by its bytes, so no two different field lists encode to the
@@ -9,7 +11,12 @@
 export type EncodableField = string | number | bigint | Uint8Array;
 
 const textEncoder = new TextEncoder();
+const UINT64_MAX = 0xffff_ffff_ffff_ffffn;
 
+/**
+ * Encodes `fields` as described on {@link EncodableField}. Throws INVALID_ARGUMENT for a number
+ * that is not a safe integer and for an integer outside 0 to 2^64 - 1.
+ */
 export function encodeLengthPrefixed(...fields: readonly EncodableField[]): Uint8Array {
   const parts = fields.map(encodeField);
   const total = parts.reduce((sum, part) => sum + 4 + part.length, 0);
@@ -24,16 +31,24 @@ export function encodeLengthPrefixed(...fields: readonly EncodableField[]): Uint
   return out;
 }
 
-function encodeField(field: EncodableField): Uint8Array {
+function encodeField(field: EncodableField, index: number): Uint8Array {
   if (typeof field === "string") return textEncoder.encode(field);
   if (field instanceof Uint8Array) return field;
 
-  const value = typeof field === "bigint" ? field : BigInt(field);
   if (typeof field === "number" && !Number.isSafeInteger(field)) {
-    throw new RangeError(`length-prefixed integer field must be a safe integer, got ${field}`);
+    throw invalidArgument(
+      `fields[${index}]`,
+      String(field),
+      "an integer field must be a safe integer",
+    );
   }
-  if (value < 0n || value > 0xffff_ffff_ffff_ffffn) {
-    throw new RangeError(`length-prefixed integer field out of uint64 range: ${value}`);
+  const value = BigInt(field);
+  if (value < 0n || value > UINT64_MAX) {
+    throw invalidArgument(
+      `fields[${index}]`,
+      String(value),
+      "an integer field must be 0 to 2^64 - 1",
+    );
   }
   const bytes = new Uint8Array(8);
   new DataView(bytes.buffer).setBigUint64(0, value, false);

@@ -16,7 +16,11 @@ export function hkdfSha256(
   length: number,
 ): Uint8Array {
   if (!Number.isInteger(length) || length < 1 || length > HKDF_SHA256_MAX_OUTPUT) {
-    throw invalidArgument("length", length, `HKDF-SHA256 output must be 1 to ${HKDF_SHA256_MAX_OUTPUT} bytes`);
+    throw invalidArgument(
+      "length",
+      length,
+      `HKDF-SHA256 output must be 1 to ${HKDF_SHA256_MAX_OUTPUT} bytes`,
+    );
   }
   if (info.length > 1024) {
     // Node's OpenSSL binding limits info to 1024 bytes; say so instead of surfacing its error.

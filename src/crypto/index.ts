@@ -5,6 +5,7 @@ export {
   aesGcmEncryptDetached,
   aesGcmDecryptDetached,
   AES_256_KEY_BYTES,
+  GCM_MAX_NONCE_BYTES,
   GCM_NONCE_BYTES,
   GCM_TAG_BYTES,
 } from "./aes-gcm.ts";
@@ -23,6 +24,9 @@ export {
   generateSigningKey,
   importPrivateKey,
   publicJwkOf,
+  sign,
+  verifySignature,
+  SIGNATURE_BYTES,
   type SigningAlgorithm,
   type GeneratedSigningKey,
 } from "./signing.ts";
