@@ -1,8 +1,11 @@
-import { randomBytes as nodeRandomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 
-/** Bytes from the operating system's CSPRNG. */
+/**
+ * Bytes from the operating system's CSPRNG, filled in place so no other copy of them exists
+ * (zeroing the result erases the only copy).
+ */
 export function randomBytes(length: number): Uint8Array {
-  return new Uint8Array(nodeRandomBytes(length));
+  return randomFillSync(new Uint8Array(length));
 }
 
 // RFC 4648 base32 alphabet, lower-cased so ids are easy to read and copy.

@@ -244,6 +244,23 @@ for (const dialect of dialects) {
       assert.deepEqual(JSON.parse(rows[0]!.payload), { keyId: "key_prod" });
     });
 
+    test("sealed root store refuses duplicates", async () => {
+      const record = { shares: 5, threshold: 3, checkValue: new Uint8Array(32), createdAt: T0 };
+      const first = { version: 1, sealedKey: new Uint8Array([1]), createdAt: T0 };
+      await storage.sealedRoot.create(record, first);
+      await assert.rejects(storage.sealedRoot.create(record, first), (error: unknown) => {
+        assert.equal((error as { code?: string }).code, "ALREADY_INITIALIZED");
+        return true;
+      });
+      await assert.rejects(storage.sealedRoot.addVersion(first), (error: unknown) => {
+        assert.equal((error as { code?: string }).code, "CONCURRENT_UPDATE");
+        return true;
+      });
+      const loaded = await storage.sealedRoot.load();
+      assert.equal(loaded?.versions.length, 1);
+      assert.deepEqual(loaded?.record.checkValue, new Uint8Array(32));
+    });
+
     test("issuances queried by key version and expiry", async () => {
       const base = {
         kind: "token" as const,

@@ -1,6 +1,8 @@
 import type { Kysely } from "kysely";
 
+import { ArborError } from "../../errors/index.ts";
 import type { SealedRootStore, SealedRootVersionRecord } from "../../root/types.ts";
+import { constraintViolation } from "../errors.ts";
 import type { Database } from "../schema.ts";
 
 /** SQL storage for the sealed root: share parameters, check value and sealed root versions. */
@@ -35,23 +37,32 @@ export function createSealedRootStore(db: Kysely<Database>): SealedRootStore {
     },
 
     async create(record, first) {
-      await db.transaction().execute(async (trx) => {
-        await trx
-          .insertInto("sealed_root")
-          .values({
-            id: 1,
-            shares: record.shares,
-            threshold: record.threshold,
-            check_value: record.checkValue,
-            created_at: record.createdAt,
-          })
-          .execute();
-        await insertVersion(trx, first);
-      });
+      await rethrowDuplicate(
+        "ALREADY_INITIALIZED",
+        "the sealed root is already initialised; initialise only once",
+        () =>
+          db.transaction().execute(async (trx) => {
+            await trx
+              .insertInto("sealed_root")
+              .values({
+                id: 1,
+                shares: record.shares,
+                threshold: record.threshold,
+                check_value: record.checkValue,
+                created_at: record.createdAt,
+              })
+              .execute();
+            await insertVersion(trx, first);
+          }),
+      );
     },
 
     async addVersion(version) {
-      await insertVersion(db, version);
+      await rethrowDuplicate(
+        "CONCURRENT_UPDATE",
+        `root version ${version.version} was added concurrently; retry the rotation`,
+        () => insertVersion(db, version),
+      );
     },
   };
 }
@@ -68,4 +79,19 @@ async function insertVersion(
       created_at: version.createdAt,
     })
     .execute();
+}
+
+/** Turns a unique-constraint violation (another node won a race) into a registry error. */
+async function rethrowDuplicate(
+  code: "ALREADY_INITIALIZED" | "CONCURRENT_UPDATE",
+  message: string,
+  work: () => Promise<void>,
+): Promise<void> {
+  try {
+    await work();
+  } catch (error) {
+    if (constraintViolation(error) === "unique")
+      throw new ArborError(code, message, {}, { cause: error });
+    throw error;
+  }
 }
