@@ -15,7 +15,7 @@ import {
 } from "./paths.ts";
 import { createVersionSealer, type ParentVersion } from "./sealing.ts";
 import type { CreateKeyOptions, KeyChange, KeyInfo, KeyTreeDeps, TreeNode } from "./types.ts";
-import { buildTree, toKeyInfo } from "./views.ts";
+import { buildTree, ROOT_PARENT_ID, toKeyInfo } from "./views.ts";
 import { createVersionLifecycle } from "./lifecycle.ts";
 
 /** A resolved key with one of its versions, as the envelope and token services use them. */
@@ -212,9 +212,14 @@ export function createKeyTree(deps: KeyTreeDeps) {
 
   /**
    * A version that may decrypt (or verify): primary or active, and not below the key's minimum
-   * decryption version.
+   * decryption version. `allowRevoked` admits revoked versions too, for rewrap only: it moves
+   * ciphertexts off a compromised version without showing their plaintext to anyone.
    */
-  async function versionForDecrypt(key: KeyRow, versionNumber: number): Promise<KeyVersionRef> {
+  async function versionForDecrypt(
+    key: KeyRow,
+    versionNumber: number,
+    options: { allowRevoked?: boolean } = {},
+  ): Promise<KeyVersionRef> {
     const version = await storage.versions.find(key.id, versionNumber);
     if (version === undefined) {
       throw new ArborError(
@@ -223,7 +228,11 @@ export function createKeyTree(deps: KeyTreeDeps) {
         { parameter: "version", value: versionNumber },
       );
     }
-    if (version.state !== "primary" && version.state !== "active") {
+    const usable =
+      version.state === "primary" ||
+      version.state === "active" ||
+      (options.allowRevoked === true && version.state === "revoked");
+    if (!usable) {
       throw new ArborError(
         "KEY_STATE_CONFLICT",
         `key ${key.path} version ${versionNumber} is ${version.state}; it cannot decrypt`,
@@ -253,7 +262,32 @@ export function createKeyTree(deps: KeyTreeDeps) {
     }
   }
 
+  // Chains never change once a version exists, so they are cached; the bound only limits memory.
+  const chains = new Map<string, string[]>();
+
+  /** The chain of a version as `key_id@version` entries, root first (`root@<root version>`). */
+  async function chainOf(keyId: string, versionNumber: number): Promise<string[]> {
+    const cacheKey = `${keyId}@${versionNumber}`;
+    const cached = chains.get(cacheKey);
+    if (cached !== undefined) return cached;
+
+    const chain: string[] = [];
+    let current = await storage.versions.find(keyId, versionNumber);
+    while (current !== undefined) {
+      chain.unshift(`${current.key_id}@${current.version}`);
+      if (current.parent_key_id === null) {
+        chain.unshift(`${ROOT_PARENT_ID}@${current.parent_version}`);
+        break;
+      }
+      current = await storage.versions.find(current.parent_key_id, current.parent_version);
+    }
+    if (chains.size >= 10_000) chains.clear();
+    chains.set(cacheKey, chain);
+    return chain;
+  }
+
   return {
+    chainOf,
     createKey,
     getKey,
     listKeys,
@@ -296,7 +330,7 @@ export function requirePurpose(key: KeyRow, purpose: KeyPurpose): void {
   if (key.purpose === purpose) return;
   throw new ArborError(
     "PURPOSE_MISMATCH",
-    `key ${key.path} has purpose ${key.purpose}; this operation needs a ${purpose} key`,
+    `key ${key.path} has purpose ${key.purpose}; this operation needs a key with purpose ${purpose}`,
     { parameter: "key", value: key.path },
   );
 }

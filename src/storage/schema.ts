@@ -11,6 +11,8 @@ export interface Database {
   sealed_root_versions: SealedRootVersionsTable;
   outbox: OutboxTable;
   issuances: IssuancesTable;
+  audit_events: AuditEventsTable;
+  operator_tokens: OperatorTokensTable;
 }
 
 export type KeyKind = "master" | "service";
@@ -103,5 +105,44 @@ export interface IssuancesTable {
   revoked_at: number | null;
 }
 
+export interface OperatorTokensTable {
+  /** Public id: `opt_` followed by 26 base32 characters. */
+  id: string;
+  /** SHA-256 of the whole secret string (32 bytes); the secret itself is never stored. */
+  secret_hash: Uint8Array;
+  name: string;
+  /** Null for a token that reaches every environment. */
+  environment: string | null;
+  /** Null for a token that reaches every tenant of its environment. */
+  tenant: string | null;
+  read_only: number;
+  is_root: number;
+  created_at: number;
+  /** Null only for root tokens. */
+  expires_at: number | null;
+  revoked_at: number | null;
+  /** Id of the token that created this one; null for root tokens. */
+  created_by: string | null;
+}
+
 /** A database handle or an open transaction; every repository method accepts either. */
 export type Executor = Kysely<Database> | Transaction<Database>;
+
+export interface AuditEventsTable {
+  seq: Generated<number>;
+  type: string;
+  outcome: string;
+  at: number;
+  principal_type: string;
+  principal_id: string;
+  source_address: string | null;
+  request_id: string | null;
+  key_id: string | null;
+  key_version: number | null;
+  credential_id: string | null;
+  /** JSON array of `key_id@version`, root first. */
+  chain: string;
+  error_code: string | null;
+  /** JSON object of event-specific fields; never secrets. */
+  details: string;
+}

@@ -2,6 +2,8 @@ import { type Kysely, type Migration, type MigrationProvider, Migrator } from "k
 
 import { ArborError } from "../../errors/index.ts";
 import { keyTreeMigration } from "./0001-key-tree.ts";
+import { operatorTokensMigration } from "./0002-operator-tokens.ts";
+import { auditEventsMigration } from "./0003-audit-events.ts";
 import type { Dialect } from "./types.ts";
 
 export type { Dialect } from "./types.ts";
@@ -14,6 +16,8 @@ export type { Dialect } from "./types.ts";
 function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     "0001_key_tree": keyTreeMigration(dialect),
+    "0002_operator_tokens": operatorTokensMigration(dialect),
+    "0003_audit_events": auditEventsMigration(dialect),
   };
 }
 class InlineMigrations implements MigrationProvider {
