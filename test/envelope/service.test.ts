@@ -227,7 +227,7 @@ for (const dialect of dialects) {
       );
       await assert.rejects(
         envelope.generateDataKey("prod/acme", {}, ACME),
-        rejectsWith("KEY_NOT_FOUND"),
+        rejectsWith("PURPOSE_MISMATCH"),
       );
     });
   });
