@@ -16,3 +16,5 @@ export {
 } from "./paths.ts";
 export { ROOT_PARENT_ID } from "./views.ts";
 export type * from "./types.ts";
+export { applyHierarchy, type ApplyResult, type Drift, type PlannedCreate } from "./apply.ts";
+export { readHierarchyDocument, type DesiredKey } from "./hierarchy-file.ts";
