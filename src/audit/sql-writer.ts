@@ -1,7 +1,7 @@
 import type { Insertable } from "kysely";
 
 import { ArborError } from "../errors/index.ts";
-import type { AuditEventsTable, Executor } from "../storage/schema.ts";
+import type { AuditEventsTable, Executor, IssuanceKind } from "../storage/schema.ts";
 import type { GroupCommitter } from "./group-commit.ts";
 import type { AuditEvent, AuditWriter } from "./types.ts";
 
@@ -16,6 +16,8 @@ export function createSqlAuditWriter(committer: GroupCommitter): AuditWriter & {
 } {
   return {
     async write(event) {
+      // Checked before queueing, so one malformed event cannot fail the batch it would join.
+      requireIssuanceFields(event);
       try {
         await committer.submit((trx) => insertEvent(trx, event));
       } catch (error) {
@@ -26,9 +28,53 @@ export function createSqlAuditWriter(committer: GroupCommitter): AuditWriter & {
   };
 }
 
+/**
+ * Inserts the event, and for an issuance also its issuance record, so the record and its audit
+ * event are durable together or not at all.
+ */
 export async function insertEvent(ex: Executor, event: AuditEvent): Promise<void> {
   await ex.insertInto("audit_events").values(toRow(event)).execute();
+
+  const kind = requireIssuanceFields(event);
+  if (
+    kind === null ||
+    event.credentialId === null ||
+    event.keyId === null ||
+    event.keyVersion === null
+  )
+    return;
+  const expiresAt = event.details.expiresAt;
+  await ex
+    .insertInto("issuances")
+    .values({
+      id: event.credentialId,
+      kind,
+      key_id: event.keyId,
+      key_version: event.keyVersion,
+      principal: `${event.principal.type}:${event.principal.id}`,
+      issued_at: event.at,
+      expires_at: typeof expiresAt === "number" ? expiresAt : null,
+      revoked_at: null,
+    })
+    .execute();
 }
+
+/** Returns the issuance kind of a successful issuance event, or null; throws if fields are missing. */
+function requireIssuanceFields(event: AuditEvent): IssuanceKind | null {
+  const kind = ISSUANCE_KINDS[event.type];
+  if (kind === undefined || event.outcome !== "success") return null;
+  if (event.credentialId === null || event.keyId === null || event.keyVersion === null) {
+    throw auditUnavailable(
+      new Error(`issuance event ${event.type} lacks its credential id or key version`),
+    );
+  }
+  return kind;
+}
+
+/** Event types that hand out a credential, and the issuance kind each records. */
+const ISSUANCE_KINDS: Partial<Record<AuditEvent["type"], IssuanceKind>> = {
+  "data_key.issued": "data_key",
+};
 
 function toRow(event: AuditEvent): Insertable<AuditEventsTable> {
   return {

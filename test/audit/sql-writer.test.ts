@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { GroupCommitter } from "../../src/audit/group-commit.ts";
+import { createSqlAuditWriter } from "../../src/audit/sql-writer.ts";
+import type { AuditEvent } from "../../src/audit/types.ts";
+import { isArborError } from "../../src/errors/index.ts";
+import { dialects } from "../helpers/dialects.ts";
+import { openTree, type TreeHarness } from "../helpers/tree.ts";
+
+function event(overrides: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    type: "crypto.encrypt",
+    outcome: "success",
+    at: Date.UTC(2026, 0, 1),
+    principal: { type: "operator", id: "opt_test" },
+    sourceAddress: "127.0.0.1",
+    requestId: "req-1",
+    keyId: null,
+    keyVersion: null,
+    chain: [],
+    credentialId: null,
+    errorCode: null,
+    details: {},
+    ...overrides,
+  };
+}
+
+for (const dialect of dialects) {
+  describe(`audit writer on ${dialect.name}`, { skip: dialect.skip }, () => {
+    let h: TreeHarness;
+    before(async () => {
+      h = await openTree(dialect);
+      await h.tree.createKey("prod");
+      await h.tree.createKey("prod/app:encrypt");
+    });
+    after(() => h.close());
+
+    test("concurrent writes share transactions", async () => {
+      let transactions = 0;
+      const counting = {
+        ...h.storage,
+        write: (work: never) => (transactions++, h.storage.write(work)),
+      };
+      const writer = createSqlAuditWriter(new GroupCommitter(counting as never));
+      await Promise.all(
+        Array.from({ length: 200 }, (_, i) => writer.write(event({ requestId: `req-${i}` }))),
+      );
+      const rows = await h.storage.db.selectFrom("audit_events").select("request_id").execute();
+      assert.equal(rows.filter((r) => r.request_id?.startsWith("req-")).length, 200);
+      assert.ok(transactions < 20, `200 events took ${transactions} transactions`);
+    });
+
+    test("data key issuance recorded with its event", async () => {
+      const key = await h.tree.resolveKey("prod/app:encrypt");
+      const writer = createSqlAuditWriter(new GroupCommitter(h.storage));
+      await writer.write(
+        event({
+          type: "data_key.issued",
+          keyId: key.id,
+          keyVersion: 1,
+          credentialId: "dk_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+          chain: ["root@1"],
+        }),
+      );
+      const live = await h.storage.issuances.liveByKeyVersion(key.id, 1, Date.UTC(2026, 0, 2));
+      assert.deepEqual(
+        live.map((r) => r.id),
+        ["dk_aaaaaaaaaaaaaaaaaaaaaaaaaa"],
+      );
+      assert.equal(live[0]!.principal, "operator:opt_test");
+    });
+
+    test("unwritable store gives AUDIT_UNAVAILABLE", async () => {
+      const broken = { ...h.storage, write: () => Promise.reject(new Error("disk I/O error")) };
+      const writer = createSqlAuditWriter(new GroupCommitter(broken as never));
+      const results = await Promise.allSettled([writer.write(event()), writer.write(event())]);
+      for (const result of results) {
+        assert.equal(result.status, "rejected");
+        assert.ok(isArborError((result as PromiseRejectedResult).reason, "AUDIT_UNAVAILABLE"));
+      }
+    });
+
+    test("issuance without its key version is refused whole", async () => {
+      const writer = createSqlAuditWriter(new GroupCommitter(h.storage));
+      const before = await h.storage.db.selectFrom("audit_events").select("seq").execute();
+      await assert.rejects(
+        writer.write(event({ type: "data_key.issued", credentialId: "dk_x" })),
+        (error: unknown) => isArborError(error, "AUDIT_UNAVAILABLE"),
+      );
+      const afterRows = await h.storage.db.selectFrom("audit_events").select("seq").execute();
+      assert.equal(
+        afterRows.length,
+        before.length,
+        "the event rolled back with the missing record",
+      );
+    });
+  });
+}
