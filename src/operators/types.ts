@@ -20,11 +20,21 @@ export interface OperatorTokenInfo extends OperatorScope {
 }
 
 export interface CreateOperatorTokenInput {
+  /** 1 to 64 characters, no control characters, not only spaces. */
   name: string;
-  /** Lifetime in milliseconds; null for no expiry (allowed only for root tokens). */
-  ttlMs: number | null;
+  /**
+   * Lifetime in milliseconds, at most the service's maximum TTL. Omitted means the default TTL.
+   * The token's expiry is then lowered to the creator's expiry if that comes first.
+   */
+  ttlMs?: number;
+  /** Omitted means the creator's environment; null means every environment. */
   environment?: string | null;
+  /**
+   * Omitted means the creator's tenant when the new token stays in the creator's environment,
+   * otherwise every tenant; null means every tenant.
+   */
   tenant?: string | null;
+  /** Default false. */
   readOnly?: boolean;
 }
 
@@ -35,12 +45,26 @@ export interface OperatorPrincipal extends OperatorScope {
   root: boolean;
 }
 
+/**
+ * Reason an authentication failed, attached as the `cause` of the UNAUTHENTICATED error for audit
+ * events and server logs. Clients only ever see the shared message.
+ */
+export interface OperatorAuthenticationFailure {
+  reason: "malformed" | "unknown" | "expired" | "revoked";
+  /** Id of the matched token; null when no token matched. */
+  tokenId: string | null;
+}
+
 export interface OperatorTokenService {
-  /** Creates the root token at init; fails if storage already has one that is not revoked. */
+  /**
+   * Creates the root token at init: unscoped, writable, without expiry. Fails with
+   * ALREADY_INITIALIZED if storage already has a root token that is not revoked.
+   */
   createRootToken(): Promise<{ token: string; info: OperatorTokenInfo }>;
   /**
-   * Creates a token on behalf of `creator`. A creator can only grant what it has: a scoped or
-   * read-only creator is refused with FORBIDDEN.
+   * Creates a token on behalf of `creator`, which can only grant what it has: a read-only creator
+   * is refused, and a scoped creator can only create tokens inside its own environment and
+   * tenant (FORBIDDEN otherwise). The new token never outlives its creator.
    */
   create(
     creator: OperatorPrincipal,
@@ -52,6 +76,11 @@ export interface OperatorTokenService {
    * failure (the message never says which check failed or quotes the secret).
    */
   authenticate(secret: string): Promise<OperatorPrincipal>;
+  /** Lists the tokens inside the viewer's scope, including expired and revoked ones. */
   list(viewer: OperatorPrincipal): Promise<OperatorTokenInfo[]>;
+  /**
+   * Revokes a token inside the actor's scope; a token outside it is NOT_FOUND. Revoking an
+   * already revoked token returns it unchanged.
+   */
   revoke(actor: OperatorPrincipal, id: string): Promise<OperatorTokenInfo>;
 }

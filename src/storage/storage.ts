@@ -7,6 +7,10 @@ import {
   type KeyVersionRepository,
 } from "./repositories/key-versions.ts";
 import { createKeyRepository, type KeyRepository } from "./repositories/keys.ts";
+import {
+  createOperatorTokenRepository,
+  type OperatorTokenRepository,
+} from "./repositories/operator-tokens.ts";
 import { createOutboxRepository, type OutboxRepository } from "./repositories/outbox.ts";
 import { createSealedRootStore } from "./repositories/sealed-root.ts";
 import type { SealedRootStore } from "../root/types.ts";
@@ -22,6 +26,7 @@ export interface Storage {
   readonly outbox: OutboxRepository;
   readonly issuances: IssuanceRepository;
   readonly sealedRoot: SealedRootStore;
+  readonly operatorTokens: OperatorTokenRepository;
   /** Runs `work` in a write transaction (`BEGIN IMMEDIATE` on SQLite); rolls back if it throws. */
   write<T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -51,6 +56,7 @@ export function createStorage(db: Kysely<Database>, dialect: Dialect): Storage {
     outbox: createOutboxRepository(db),
     issuances: createIssuanceRepository(db),
     sealedRoot: createSealedRootStore(db),
+    operatorTokens: createOperatorTokenRepository(db),
     write: (work) => db.transaction().execute(work),
     close: () => db.destroy(),
   };
