@@ -21,7 +21,10 @@ test("every invariant has a test of its name", () => {
     doc.indexOf("## Invariants"),
     doc.indexOf("\n## ", doc.indexOf("## Invariants") + 1),
   );
-  const invariants = [...section.matchAll(/^- \*\*(.+?)\*\*: .*MUST/gm)].map((m) => m[1]!);
+  const items = [...section.matchAll(/^- \*\*(.+?)\*\*:([\s\S]*?)(?=^- \*\*|(?![\s\S]))/gm)];
+  for (const [, name, text] of items)
+    assert.match(text!, /\bMUST\b/, `invariant "${name}" states no MUST`);
+  const invariants = items.map((m) => m[1]!);
   assert.ok(invariants.length >= 20, `found only ${invariants.length} invariants`);
 
   const names = new Set<string>();
@@ -35,11 +38,13 @@ test("every invariant has a test of its name", () => {
 
 test("error registry matches docs/errors.md", () => {
   const doc = readFileSync(join(repo, "docs/errors.md"), "utf8");
-  const rows = [...doc.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \| `([a-z_]+)` \|/gm)].map((m) => ({
-    code: m[1]!,
-    status: Number(m[2]),
-    oauth: m[3]!,
-  }));
+  const rows = [...doc.matchAll(/^\|\s*`([A-Z_]+)`\s*\|\s*(\d{3})\s*\|\s*`([a-z_]+)`\s*\|/gm)].map(
+    (m) => ({
+      code: m[1]!,
+      status: Number(m[2]),
+      oauth: m[3]!,
+    }),
+  );
   const documented = rows.map((r) => r.code).sort();
   const registered = Object.keys(errorRegistry).sort();
   assert.deepEqual(documented, registered);

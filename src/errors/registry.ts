@@ -22,6 +22,7 @@ export const errorRegistry = {
   CONCURRENT_UPDATE: { status: 409, oauth: "temporarily_unavailable" },
   ALREADY_INITIALIZED: { status: 409, oauth: "invalid_request" },
   NOT_INITIALIZED: { status: 501, oauth: "temporarily_unavailable" },
+  NOT_IMPLEMENTED: { status: 501, oauth: "server_error" },
   SEALED: { status: 503, oauth: "temporarily_unavailable" },
   ALREADY_UNSEALED: { status: 409, oauth: "invalid_request" },
   CEREMONY_NOT_FOUND: { status: 400, oauth: "invalid_request" },

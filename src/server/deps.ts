@@ -1,0 +1,164 @@
+import type { FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+
+import type { AuditWriter } from "../audit/types.ts";
+import type { Clock } from "../clock.ts";
+import type { KeyScope, KeyTree } from "../hierarchy/index.ts";
+import type { OperatorPrincipal, OperatorTokenService } from "../operators/types.ts";
+import type { InitializeResult, RootProvider } from "../root/types.ts";
+import type { Storage } from "../storage/index.ts";
+import type { ServerMetrics } from "./metrics.ts";
+
+/** The caller of a public route, which presents no credential. */
+export interface AnonymousPrincipal {
+  type: "anonymous";
+  id: "anonymous";
+  environment: null;
+  tenant: null;
+  readOnly: true;
+  root: false;
+}
+
+/** The sender of a request, as the authentication hook established it. */
+export type Principal = OperatorPrincipal | AnonymousPrincipal;
+
+export const ANONYMOUS: AnonymousPrincipal = Object.freeze({
+  type: "anonymous",
+  id: "anonymous",
+  environment: null,
+  tenant: null,
+  readOnly: true,
+  root: false,
+});
+
+/** Envelope encryption as the HTTP routes use it; every call checks the caller's scope. */
+export interface EnvelopeService {
+  generateDataKey(
+    keyRef: string,
+    context: Record<string, string>,
+    scope: KeyScope,
+  ): Promise<{
+    keyId: string;
+    keyVersion: number;
+    dataKeyId: string;
+    plaintext: Uint8Array;
+    wrappedDataKey: string;
+    chain: string[];
+  }>;
+  decryptDataKey(
+    wrappedDataKey: string,
+    context: Record<string, string>,
+    scope: KeyScope,
+  ): Promise<{
+    keyId: string;
+    keyVersion: number;
+    dataKeyId: string;
+    plaintext: Uint8Array;
+    chain: string[];
+  }>;
+  rewrapDataKey(
+    wrappedDataKey: string,
+    context: Record<string, string>,
+    scope: KeyScope,
+  ): Promise<{
+    keyId: string;
+    keyVersion: number;
+    dataKeyId: string;
+    wrappedDataKey: string;
+    chain: string[];
+  }>;
+  encrypt(
+    keyRef: string,
+    plaintext: Uint8Array,
+    context: Record<string, string>,
+    scope: KeyScope,
+  ): Promise<{ ciphertext: string; keyId: string; keyVersion: number; chain: string[] }>;
+  decrypt(
+    ciphertext: string,
+    expectedContext: Record<string, string> | undefined,
+    scope: KeyScope,
+  ): Promise<{
+    plaintext: Uint8Array;
+    context: Record<string, string>;
+    keyId: string;
+    keyVersion: number;
+    chain: string[];
+  }>;
+  rewrap(
+    ciphertext: string,
+    expectedContext: Record<string, string> | undefined,
+    scope: KeyScope,
+  ): Promise<{ ciphertext: string; keyId: string; keyVersion: number; chain: string[] }>;
+}
+
+export interface AuthorizationRequest {
+  principal: Principal;
+  /** The route's action, such as `key.rotate`. */
+  action: string;
+  /** The kind of resource the route acts on, such as `key`. */
+  resource: string;
+  request: FastifyRequest;
+}
+
+export interface AuthorizationDecision {
+  allowed: boolean;
+  /** The reason for a denial, recorded in the audit event and logs and never sent to the client. */
+  reason?: string;
+}
+
+/** The policy decision point every authenticated route consults before its handler runs. */
+export interface Authorizer {
+  authorize(input: AuthorizationRequest): Promise<AuthorizationDecision>;
+}
+
+/** The outcome of `arbor apply`: planned changes, differences from the file, and whether it applied. */
+export interface ApplyResult {
+  /** Planned changes, each with at least `action` and `path`. */
+  plan: readonly object[];
+  /** Differences between the file and the tree, each with at least `path` and `reason`. */
+  drift: readonly object[];
+  applied: boolean;
+  /** Paths created by this call. */
+  created?: readonly string[];
+  /** Keys in the file that already exist as described. */
+  unchanged?: number;
+}
+
+export type ApplyHierarchy = (
+  document: unknown,
+  dryRun: boolean,
+  principal: OperatorPrincipal,
+) => Promise<ApplyResult>;
+
+/** A root provider that can also create its root (the sealed provider). */
+export type InitializableRoot = RootProvider & {
+  initialize(options: { shares: number; threshold: number }): Promise<InitializeResult>;
+};
+
+export interface ServerLimits {
+  /** Largest plaintext, in bytes after base64 decoding, that the encrypt route accepts. */
+  maxPayloadBytes: number;
+  /** Largest request body in bytes; larger bodies are rejected before they are parsed. */
+  maxBodyBytes: number;
+  /** Unseal requests accepted per source address per minute. */
+  unsealAttemptsPerMinute: number;
+}
+
+/** Everything the HTTP server needs; the composition root builds it once. */
+export interface ServerDeps {
+  keyTree: KeyTree;
+  root: InitializableRoot;
+  envelope: EnvelopeService;
+  operators: OperatorTokenService;
+  audit: AuditWriter;
+  authorizer: Authorizer;
+  metrics: ServerMetrics;
+  clock: Clock;
+  logger: Logger;
+  /** Used by the health route only, for a trivial query. */
+  storage: Pick<Storage, "db">;
+  limits: ServerLimits;
+  /** Public base URL of this deployment, such as `https://arbor.example.com`. */
+  externalAddress: string;
+  applyHierarchy?: ApplyHierarchy;
+}

@@ -1,0 +1,48 @@
+import { LogController, type FastifyReply, type FastifyRequest } from "fastify";
+
+/**
+ * Owns the request log lines: one line per request when the response is sent. Failed requests are
+ * logged at info for 4xx and at error, with the full error, for 5xx. A 5xx that a handler chose
+ * (health returning 503 while sealed) is not a failure, so it is logged at info. The line names
+ * the route pattern, never the query string, headers or body.
+ */
+export class RequestLogController extends LogController {
+  override incomingRequest(): void {
+    // One line per request, written on completion.
+  }
+
+  override requestCompleted(
+    error: Error | null | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    const status = reply.statusCode;
+    const fields = {
+      method: request.method,
+      route: request.routeOptions.url ?? pathOf(request.url),
+      statusCode: status,
+      responseTimeMs: Math.round(reply.elapsedTime * 1000) / 1000,
+      errorCode: request.failure?.code ?? null,
+    };
+    if (status >= 500 && request.failure !== null) {
+      reply.log.error({ ...fields, err: request.failure.error }, "request failed");
+    } else if (error !== null && error !== undefined) {
+      // The response was sent but the connection failed while sending it.
+      reply.log.info({ ...fields, err: { message: error.message } }, "response interrupted");
+    } else {
+      reply.log.info(fields, status >= 400 ? "request rejected" : "request completed");
+    }
+  }
+
+  override defaultErrorLog(): void {
+    // The error handler in errors.ts replaces Fastify's default one, which would log here.
+  }
+
+  override routeNotFound(): void {
+    // Unknown routes are logged by requestCompleted with errorCode NOT_FOUND.
+  }
+}
+
+function pathOf(url: string): string {
+  return url.split("?")[0] ?? "";
+}

@@ -1,0 +1,155 @@
+import type { FastifyInstance } from "fastify";
+
+import { durationMs } from "../durations.ts";
+import { durationSchema, withErrors } from "../schemas.ts";
+import { operatorTokenView } from "../views.ts";
+import { operatorOf, type RouteContext } from "./context.ts";
+
+interface CreateTokenBody {
+  name: string;
+  ttl?: string | number;
+  environment?: string | null;
+  tenant?: string | null;
+  readOnly?: boolean;
+}
+
+const nullableSegment = {
+  type: ["string", "null"],
+  pattern: "^[a-z0-9][a-z0-9-]{0,62}$",
+} as const;
+
+const tokenRef = { $ref: "ArborOperatorToken#" } as const;
+
+/** Operator tokens: create (the secret is shown once), list, revoke. */
+export function registerOperatorTokenRoutes(
+  app: FastifyInstance,
+  { deps, audit }: RouteContext,
+): void {
+  app.post<{ Body: CreateTokenBody }>(
+    "/v1/operator/tokens",
+    {
+      schema: {
+        summary: "Creates an operator token with no more reach than the caller's; shown once",
+        body: {
+          type: "object",
+          required: ["name"],
+          additionalProperties: false,
+          properties: {
+            name: { type: "string", minLength: 1, maxLength: 64 },
+            ttl: durationSchema,
+            environment: nullableSegment,
+            tenant: nullableSegment,
+            readOnly: { type: "boolean" },
+          },
+        },
+        response: withErrors({
+          201: {
+            type: "object",
+            required: ["id", "token", "name", "readOnly", "root", "createdAt"],
+            additionalProperties: false,
+            properties: {
+              ...operatorTokenSchemaProperties(),
+              token: { type: "string" },
+            },
+          },
+        }),
+      },
+      config: {
+        action: "operator_token.create",
+        resource: "operator_token",
+        auditEvent: "operator_token.created",
+      },
+    },
+    async (request, reply) => {
+      const { name, ttl, environment, tenant, readOnly } = request.body;
+      // Omitted fields stay omitted: the token service fills them from the creator's token.
+      const created = await deps.operators.create(operatorOf(request.principal), {
+        name,
+        ttlMs: ttl === undefined ? undefined : durationMs(ttl, "ttl"),
+        environment,
+        tenant,
+        readOnly,
+      });
+      await audit.success(request, {
+        credentialId: created.info.id,
+        details: {
+          environment: created.info.environment,
+          tenant: created.info.tenant,
+          readOnly: created.info.readOnly,
+          expiresAt: created.info.expiresAt,
+        },
+      });
+      reply.code(201);
+      return { ...operatorTokenView(created.info), token: created.token };
+    },
+  );
+
+  app.get(
+    "/v1/operator/tokens",
+    {
+      schema: {
+        summary: "Lists the operator tokens the caller may see",
+        response: withErrors({
+          200: {
+            type: "object",
+            required: ["tokens"],
+            properties: { tokens: { type: "array", items: tokenRef } },
+          },
+        }),
+      },
+      config: { action: "operator_token.list", resource: "operator_token", auditEvent: null },
+    },
+    async (request) => {
+      const tokens = await deps.operators.list(operatorOf(request.principal));
+      return { tokens: tokens.map(operatorTokenView) };
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    "/v1/operator/tokens/:id",
+    {
+      schema: {
+        summary: "Revokes an operator token",
+        params: {
+          type: "object",
+          required: ["id"],
+          additionalProperties: false,
+          properties: { id: { type: "string", minLength: 1, maxLength: 64 } },
+        },
+        response: withErrors({
+          200: {
+            type: "object",
+            required: ["id", "revokedAt"],
+            additionalProperties: false,
+            properties: { id: { type: "string" }, revokedAt: { type: "string" } },
+          },
+        }),
+      },
+      config: {
+        action: "operator_token.revoke",
+        resource: "operator_token",
+        auditEvent: "operator_token.revoked",
+      },
+    },
+    async (request) => {
+      audit.note(request, { credentialId: request.params.id });
+      const revoked = await deps.operators.revoke(operatorOf(request.principal), request.params.id);
+      await audit.success(request);
+      return operatorTokenView(revoked);
+    },
+  );
+}
+
+function operatorTokenSchemaProperties() {
+  return {
+    id: { type: "string" },
+    name: { type: "string" },
+    environment: { type: ["string", "null"] },
+    tenant: { type: ["string", "null"] },
+    readOnly: { type: "boolean" },
+    root: { type: "boolean" },
+    createdAt: { type: "string", format: "date-time" },
+    expiresAt: { type: ["string", "null"], format: "date-time" },
+    revokedAt: { type: ["string", "null"], format: "date-time" },
+  };
+}
