@@ -122,12 +122,19 @@ class SealedRoot implements SealedRootProvider {
     this.#expireCeremony();
     const stored = this.#stored;
     if (stored === null) {
-      return { state: "uninitialized", provider: "sealed", rootVersion: null, ceremony: null };
+      return {
+        state: "uninitialized",
+        provider: "sealed",
+        rootVersion: null,
+        threshold: null,
+        ceremony: null,
+      };
     }
     return {
       state: this.#unsealed === null ? "sealed" : "unsealed",
       provider: "sealed",
       rootVersion: this.#unsealed?.currentVersion ?? stored.latestVersion,
+      threshold: stored.record.threshold,
       ceremony: this.#ceremony?.describe() ?? null,
     };
   }

@@ -12,6 +12,11 @@ export interface RootStatus {
   provider: "sealed" | "pkcs11";
   /** Current root version used for new wraps; null until initialised. */
   rootVersion: number | null;
+  /**
+   * Secrets an unseal needs (shares for the sealed root), known once initialised even while no
+   * ceremony runs; null when uninitialised. Optional so providers without shares may omit it.
+   */
+  threshold?: number | null;
   /** Unseal ceremony in progress, if any. */
   ceremony: { nonce: string; progress: number; threshold: number } | null;
 }

@@ -31,6 +31,7 @@ void describe("sealed root initialize", () => {
       state: "uninitialized",
       provider: "sealed",
       rootVersion: null,
+      threshold: null,
       ceremony: null,
     });
     await assertArborError(() => root.beginUnseal(), "NOT_INITIALIZED", /not initialized/);
@@ -70,6 +71,7 @@ void describe("sealed root initialize", () => {
       state: "sealed",
       provider: "sealed",
       rootVersion: 1,
+      threshold: 3,
       ceremony: null,
     });
     await assertArborError(root.wrap(new Uint8Array(32), new Uint8Array()), "SEALED", /sealed/);

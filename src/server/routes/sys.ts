@@ -113,7 +113,7 @@ export function registerSysRoutes(app: FastifyInstance, { deps, audit }: RouteCo
         initialized: status.state !== "uninitialized",
         sealed: status.state !== "unsealed",
         provider: status.provider,
-        threshold: status.ceremony?.threshold ?? null,
+        threshold: status.ceremony?.threshold ?? status.threshold ?? null,
         progress: status.ceremony?.progress ?? 0,
         nonce: status.ceremony?.nonce ?? null,
       });
