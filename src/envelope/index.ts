@@ -24,3 +24,10 @@ export {
   MAX_CONTEXT_BYTES,
   MAX_HEADER_BYTES,
 } from "./format.ts";
+export {
+  wrappedDataKeyFromText,
+  wrappedDataKeyToText,
+  parseWrappedDataKey,
+  WRAPPED_DATA_KEY_PREFIX,
+} from "./data-key.ts";
+export { createEnvelopeService, type EnvelopeService } from "./service.ts";

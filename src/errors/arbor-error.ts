@@ -35,11 +35,10 @@ export function decryptionFailed(cause?: unknown): ArborError {
 
 /** Builds an INVALID_ARGUMENT error that quotes the parameter and a printable form of its value. */
 export function invalidArgument(parameter: string, value: unknown, reason: string): ArborError {
-  return new ArborError(
-    "INVALID_ARGUMENT",
-    `invalid ${parameter} ${quote(value)}: ${reason}`,
-    { parameter, value: printable(value) },
-  );
+  return new ArborError("INVALID_ARGUMENT", `invalid ${parameter} ${quote(value)}: ${reason}`, {
+    parameter,
+    value: printable(value),
+  });
 }
 
 /** Quotes a caller value for a message, shortened so a huge input cannot flood a log line. */

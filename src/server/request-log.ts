@@ -1,9 +1,10 @@
 import { LogController, type FastifyReply, type FastifyRequest } from "fastify";
 
 /**
- * Owns the request log lines: one line per request when the response is sent. Failed requests are
- * logged at info for 4xx and at error, with the full error, for 5xx. A 5xx that a handler chose
- * (health returning 503 while sealed) is not a failure, so it is logged at info. The line names
+ * Owns the request log lines: one line per request when the response is sent. Successes are
+ * logged at debug, 4xx at info, and 5xx at error with the full error. A 5xx that a handler chose
+ * (health returning 503 while sealed) and SEALED answers are not faults, so they are logged at
+ * info. The line names
  * the route pattern, never the query string, headers or body.
  */
 export class RequestLogController extends LogController {
@@ -24,13 +25,17 @@ export class RequestLogController extends LogController {
       responseTimeMs: Math.round(reply.elapsedTime * 1000) / 1000,
       errorCode: request.failure?.code ?? null,
     };
-    if (status >= 500 && request.failure !== null) {
+    // SEALED is the server's expected state until an operator unseals it, not a fault.
+    if (status >= 500 && request.failure !== null && request.failure.code !== "SEALED") {
       reply.log.error({ ...fields, err: request.failure.error }, "request failed");
     } else if (error !== null && error !== undefined) {
       // The response was sent but the connection failed while sending it.
       reply.log.info({ ...fields, err: { message: error.message } }, "response interrupted");
+    } else if (status >= 400) {
+      reply.log.info(fields, "request rejected");
     } else {
-      reply.log.info(fields, status >= 400 ? "request rejected" : "request completed");
+      // Successes are in the audit log already; at info they would cost a line per request.
+      reply.log.debug(fields, "request completed");
     }
   }
 

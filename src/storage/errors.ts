@@ -8,7 +8,7 @@ export type ConstraintKind = "unique" | "foreign_key" | "check" | "not_null";
 export function constraintViolation(error: unknown): ConstraintKind | null {
   if (typeof error !== "object" || error === null || !("code" in error)) return null;
 
-  const code = String((error).code);
+  const code = String(error.code);
   switch (code) {
     case "SQLITE_CONSTRAINT_UNIQUE":
     case "SQLITE_CONSTRAINT_PRIMARYKEY":

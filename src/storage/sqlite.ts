@@ -1,3 +1,5 @@
+import { closeSync, openSync } from "node:fs";
+
 import Sqlite from "better-sqlite3";
 import {
   type DatabaseConnection,
@@ -39,6 +41,7 @@ class ImmediateTransactionDialect extends SqliteDialect {
  * enforced, and a busy timeout for a second process on the same file.
  */
 export function openSqlite(filename: string): { db: Kysely<Database>; raw: Sqlite.Database } {
+  createPrivately(filename);
   const raw = new Sqlite(filename);
   raw.pragma("journal_mode = WAL");
   raw.pragma("synchronous = FULL");
@@ -46,4 +49,17 @@ export function openSqlite(filename: string): { db: Kysely<Database>; raw: Sqlit
   raw.pragma("busy_timeout = 5000");
   const db = new Kysely<Database>({ dialect: new ImmediateTransactionDialect(raw) });
   return { db, raw };
+}
+
+/**
+ * Creates the database file readable by its owner only, before SQLite would create it with the
+ * umask's default (usually 0644). SQLite gives the -wal and -shm files the main file's mode.
+ */
+function createPrivately(filename: string): void {
+  if (filename === ":memory:" || filename === "") return;
+  try {
+    closeSync(openSync(filename, "wx", 0o600));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
 }

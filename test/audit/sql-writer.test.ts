@@ -77,7 +77,7 @@ for (const dialect of dialects) {
       const results = await Promise.allSettled([writer.write(event()), writer.write(event())]);
       for (const result of results) {
         assert.equal(result.status, "rejected");
-        assert.ok(isArborError((result as PromiseRejectedResult).reason, "AUDIT_UNAVAILABLE"));
+        assert.ok(isArborError(result.reason, "AUDIT_UNAVAILABLE"));
       }
     });
 

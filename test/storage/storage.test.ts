@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { statSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 
 import Sqlite from "better-sqlite3";
@@ -366,6 +367,15 @@ describe("sqlite settings", () => {
     assert.equal(foreignKeys.rows[0]?.foreign_keys, 1);
     await close2();
     await close();
+  });
+
+  test("database file readable by its owner only", async () => {
+    const { file, close } = await sqliteDialect.open();
+    try {
+      assert.equal(statSync(file!).mode & 0o777, 0o600);
+    } finally {
+      await close();
+    }
   });
 
   test("write transactions take the lock at BEGIN", async () => {

@@ -30,7 +30,11 @@ export function auditEventsMigration(dialect: Dialect): Migration {
         .addColumn("error_code", "text")
         .addColumn("details", "text", (c) => c.notNull())
         .execute();
-      await db.schema.createIndex("audit_events_credential_idx").on("audit_events").column("credential_id").execute();
+      await db.schema
+        .createIndex("audit_events_credential_idx")
+        .on("audit_events")
+        .column("credential_id")
+        .execute();
       await db.schema
         .createIndex("audit_events_key_idx")
         .on("audit_events")
