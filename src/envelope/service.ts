@@ -44,8 +44,7 @@ export function createEnvelopeService(deps: { keyTree: KeyTree }) {
   const { keyTree } = deps;
 
   async function primaryInScope(keyRef: string, scope: KeyScope): Promise<KeyVersionRef> {
-    const key = await keyTree.resolveKey(keyRef, "encrypt", scope);
-    return keyTree.primaryFor(key.id, "encrypt");
+    return keyTree.primaryOf(await keyTree.resolveKey(keyRef, "encrypt", scope), "encrypt");
   }
 
   async function result(ref: KeyVersionRef): Promise<KeyVersionResult> {
@@ -122,7 +121,7 @@ export function createEnvelopeService(deps: { keyTree: KeyTree }) {
     const fields = parseWrappedDataKey(wrappedDataKeyFromText(wrappedText));
     const { ref, dataKey } = await openDataKey(fields, context, scope, { allowRevoked: true });
     try {
-      const primary = await keyTree.primaryFor(ref.key.id, "encrypt");
+      const primary = await keyTree.primaryOf(ref.key, "encrypt");
       const { wrapped } = await keyTree.withMaterial(primary, (material) =>
         wrapDataKey({
           material,
@@ -223,7 +222,7 @@ export function createEnvelopeService(deps: { keyTree: KeyTree }) {
   ) {
     const opened = await openEnvelope(ciphertext, expectedContext, scope, { allowRevoked: true });
     try {
-      const primary = await keyTree.primaryFor(opened.ref.key.id, "encrypt");
+      const primary = await keyTree.primaryOf(opened.ref.key, "encrypt");
       return await encryptWith(primary, opened.plaintext, opened.context);
     } finally {
       zeroize(opened.plaintext);

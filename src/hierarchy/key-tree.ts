@@ -197,7 +197,11 @@ export function createKeyTree(deps: KeyTreeDeps) {
 
   /** The primary version of a key, checked for the purpose the caller needs it for. */
   async function primaryFor(reference: string, purpose: ServicePurpose): Promise<KeyVersionRef> {
-    const key = await resolveKey(reference, purpose);
+    return primaryOf(await resolveKey(reference, purpose), purpose);
+  }
+
+  /** {@link primaryFor} for a key already resolved, which saves the look-up on hot paths. */
+  async function primaryOf(key: KeyRow, purpose: ServicePurpose): Promise<KeyVersionRef> {
     requirePurpose(key, purpose);
     const version = await storage.versions.primary(key.id);
     if (version === undefined) {
@@ -294,6 +298,7 @@ export function createKeyTree(deps: KeyTreeDeps) {
     tree,
     resolveKey,
     primaryFor,
+    primaryOf,
     versionForDecrypt,
     withMaterial,
     rotate: lifecycle.rotate,

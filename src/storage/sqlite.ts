@@ -7,6 +7,7 @@ import {
   SqliteDialect,
   SqliteDriver,
   CompiledQuery,
+  type SqliteDatabase,
 } from "kysely";
 
 import type { Database } from "./schema.ts";
@@ -23,9 +24,9 @@ class ImmediateTransactionDriver extends SqliteDriver {
 }
 
 class ImmediateTransactionDialect extends SqliteDialect {
-  readonly #database: Sqlite.Database;
+  readonly #database: SqliteDatabase;
 
-  constructor(database: Sqlite.Database) {
+  constructor(database: SqliteDatabase) {
     super({ database });
     this.#database = database;
   }
@@ -47,7 +48,9 @@ export function openSqlite(filename: string): { db: Kysely<Database>; raw: Sqlit
   raw.pragma("synchronous = FULL");
   raw.pragma("foreign_keys = ON");
   raw.pragma("busy_timeout = 5000");
-  const db = new Kysely<Database>({ dialect: new ImmediateTransactionDialect(raw) });
+  const db = new Kysely<Database>({
+    dialect: new ImmediateTransactionDialect(cachingStatements(raw)),
+  });
   return { db, raw };
 }
 
@@ -62,4 +65,31 @@ function createPrivately(filename: string): void {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
   }
+}
+
+/** Distinct SQL texts whose prepared statements are kept; Arbor's queries are a few hundred. */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely's SQLite driver prepares every query anew, and preparing costs more than running the
+ * small queries Arbor makes. This keeps prepared statements by SQL text; better-sqlite3 statements
+ * are reusable once a run has finished, and the driver never holds two at once on one connection.
+ */
+function cachingStatements(raw: Sqlite.Database): SqliteDatabase {
+  const statements = new Map<string, Sqlite.Statement>();
+  return {
+    prepare(sql: string) {
+      let statement = statements.get(sql);
+      if (statement === undefined) {
+        statement = raw.prepare(sql);
+        if (statements.size >= STATEMENT_CACHE_SIZE) statements.clear();
+        statements.set(sql, statement);
+      }
+      return statement;
+    },
+    close() {
+      statements.clear();
+      raw.close();
+    },
+  };
 }
