@@ -74,6 +74,8 @@ function requireIssuanceFields(event: AuditEvent): IssuanceKind | null {
 /** Event types that hand out a credential, and the issuance kind each records. */
 const ISSUANCE_KINDS: Partial<Record<AuditEvent["type"], IssuanceKind>> = {
   "data_key.issued": "data_key",
+  // details.expiresAt carries the token's expiry, so revocation and cascades can skip dead tokens.
+  "token.issued": "token",
 };
 
 function toRow(event: AuditEvent): Insertable<AuditEventsTable> {

@@ -11,6 +11,7 @@ export type AuditEventType =
   | "sys.unsealed"
   | "sys.sealed"
   | "sys.unseal_cancelled"
+  | "sys.root_rotated"
   | "auth.failed"
   | "authz.denied"
   | "key.created"
@@ -27,7 +28,14 @@ export type AuditEventType =
   | "data_key.decrypted"
   | "operator_token.created"
   | "operator_token.revoked"
-  | "hierarchy.applied";
+  | "hierarchy.applied"
+  | "service.created"
+  | "service.secret_rotated"
+  | "service.secret_revoked"
+  | "token.issued"
+  | "token.introspected"
+  | "token.rejected"
+  | "token.revoked";
 
 export interface AuditPrincipal {
   type: "operator" | "service" | "workload" | "anonymous";

@@ -7,7 +7,9 @@ import { registerCryptCommands } from "./commands/crypt.ts";
 import { registerDevCommand } from "./commands/dev.ts";
 import { registerKeyCommands } from "./commands/keys.ts";
 import { registerOperatorCommands } from "./commands/operator.ts";
+import { registerRootCommands } from "./commands/root.ts";
 import { registerServerCommand } from "./commands/server.ts";
+import { registerServiceCommands } from "./commands/service.ts";
 import { registerSysCommands } from "./commands/sys.ts";
 import { CliError, EXIT_ERROR, EXIT_OK, EXIT_USAGE, toCliError } from "./errors.ts";
 import { Output } from "./output.ts";
@@ -39,9 +41,11 @@ export function buildProgram(): Command {
   registerDevCommand(program);
   registerServerCommand(program);
   registerSysCommands(program);
+  registerRootCommands(program);
   registerKeyCommands(program);
   registerCryptCommands(program);
   registerOperatorCommands(program);
+  registerServiceCommands(program);
   registerApplyCommand(program);
   return program;
 }

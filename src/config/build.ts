@@ -3,7 +3,7 @@ import { BlockList, isIP } from "node:net";
 import { ArborError, invalidArgument, isArborError } from "../errors/index.ts";
 import { parseDuration } from "./duration.ts";
 import { isMapping, type SettingKey, type SettingLayer } from "./sources.ts";
-import { LOG_LEVELS, type ArborConfig, type LogLevel } from "./types.ts";
+import { LOG_LEVELS, type ArborConfig, type LogLevel, type RootConfig } from "./types.ts";
 
 export const DEFAULT_LISTEN = { host: "127.0.0.1", port: 8200 } as const;
 export const DEFAULT_STORAGE_PATH = "./arbor.db";
@@ -57,20 +57,7 @@ export function buildConfig(settings: SettingLayer): ArborConfig {
   const allowInsecureListen = read("allow_insecure_listen", boolean, false);
   assertSecureListen(listen, tls !== null, allowInsecureListen, sourceOf("listen.host"));
 
-  const shares = read("root.shares", integerFrom(MIN_SHARES, MAX_SHARES), DEFAULT_ROOT.shares);
-  const threshold = read(
-    "root.threshold",
-    integerFrom(MIN_SHARES, MAX_SHARES),
-    DEFAULT_ROOT.threshold,
-  );
-  if (threshold > shares) {
-    throw invalidArgument(
-      "root.threshold",
-      threshold,
-      `must not exceed root.shares, which is ${shares} from ${sourceOf("root.shares")} ` +
-        `(set by ${sourceOf("root.threshold")})`,
-    );
-  }
+  const root = buildRoot(read, settings, sourceOf);
 
   return {
     externalAddress: read(
@@ -85,11 +72,7 @@ export function buildConfig(settings: SettingLayer): ArborConfig {
       kind: read("storage.kind", oneOf(["sqlite"] as const), "sqlite"),
       path: read("storage.path", nonEmptyString, DEFAULT_STORAGE_PATH),
     },
-    root: {
-      provider: read("root.provider", oneOf(["sealed"] as const), DEFAULT_ROOT.provider),
-      shares,
-      threshold,
-    },
+    root,
     audit: { exporters: read("audit.exporters", exporterList, []) },
     limits: buildLimits(read, sourceOf),
     logLevel: read("log_level", oneOf(LOG_LEVELS), DEFAULT_LOG_LEVEL),
@@ -97,6 +80,94 @@ export function buildConfig(settings: SettingLayer): ArborConfig {
 }
 
 type Read = <T>(key: SettingKey, parse: Parse<T>, fallback: T) => T;
+
+/** `read` with and without a fallback. */
+interface ReadSetting {
+  <T>(key: SettingKey, parse: Parse<T>, fallback: T): T;
+  <T>(key: SettingKey, parse: Parse<T>): T | undefined;
+}
+
+const SEALED_KEYS: readonly SettingKey[] = ["root.shares", "root.threshold"];
+const PKCS11_KEYS: readonly SettingKey[] = [
+  "root.module",
+  "root.token_label",
+  "root.key_label",
+  "root.pin_file",
+];
+
+/**
+ * Builds the root section. Settings of the other provider are rejected rather than ignored, so a
+ * configuration that mixes them (shares with a PKCS#11 root, a module path with the sealed one)
+ * fails at start instead of doing something other than the operator expects.
+ */
+function buildRoot(
+  read: ReadSetting,
+  settings: SettingLayer,
+  sourceOf: (key: SettingKey) => string,
+): RootConfig {
+  const provider = read(
+    "root.provider",
+    oneOf(["sealed", "pkcs11"] as const),
+    DEFAULT_ROOT.provider,
+  );
+  const foreign = (provider === "sealed" ? PKCS11_KEYS : SEALED_KEYS).find(
+    (key) => settings[key] !== undefined,
+  );
+  if (foreign !== undefined) {
+    throw new ArborError(
+      "INVALID_ARGUMENT",
+      `${foreign} (set by ${sourceOf(foreign)}) does not apply to root.provider ${provider} ` +
+        `(set by ${sourceOf("root.provider")}): remove it, or change root.provider`,
+      { parameter: foreign },
+    );
+  }
+
+  if (provider === "pkcs11") {
+    const required = (key: SettingKey, parse: Parse<string>): string => {
+      const value = read(key, parse);
+      if (value === undefined) {
+        throw new ArborError(
+          "INVALID_ARGUMENT",
+          `missing ${key}: root.provider pkcs11 (set by ${sourceOf("root.provider")}) needs ` +
+            "root.module and root.token_label",
+          { parameter: key, value: null },
+        );
+      }
+      return value;
+    };
+    return {
+      provider,
+      modulePath: required("root.module", nonEmptyString),
+      tokenLabel: required("root.token_label", tokenLabel),
+      keyLabel: read("root.key_label", nonEmptyString) ?? null,
+      pinFile: read("root.pin_file", nonEmptyString) ?? null,
+    };
+  }
+
+  const shares = read("root.shares", integerFrom(MIN_SHARES, MAX_SHARES), DEFAULT_ROOT.shares);
+  const threshold = read(
+    "root.threshold",
+    integerFrom(MIN_SHARES, MAX_SHARES),
+    DEFAULT_ROOT.threshold,
+  );
+  if (threshold > shares) {
+    throw invalidArgument(
+      "root.threshold",
+      threshold,
+      `must not exceed root.shares, which is ${shares} from ${sourceOf("root.shares")} ` +
+        `(set by ${sourceOf("root.threshold")})`,
+    );
+  }
+  return { provider, shares, threshold };
+}
+
+/** CK_TOKEN_INFO.label is 32 bytes padded with spaces, so a label has at most 32 bytes. */
+const tokenLabel: Parse<string> = (value, fail) => {
+  if (typeof value !== "string" || value.trim() === "") return fail("must be a non-empty string");
+  if (Buffer.byteLength(value, "utf8") > 32) return fail("must be at most 32 bytes");
+  if (value !== value.trimEnd()) return fail("must not end with spaces");
+  return value;
+};
 
 function buildLimits(read: Read, sourceOf: (key: SettingKey) => string): ArborConfig["limits"] {
   const positive = integerFrom(1, Number.MAX_SAFE_INTEGER);

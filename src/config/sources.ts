@@ -16,6 +16,10 @@ export const SETTING_KEYS = [
   "root.provider",
   "root.shares",
   "root.threshold",
+  "root.module",
+  "root.token_label",
+  "root.key_label",
+  "root.pin_file",
   "audit.exporters",
   "limits.max_payload_bytes",
   "limits.max_body_bytes",
@@ -102,6 +106,7 @@ export function parseConfigFile(text: string, path: string): SettingLayer {
     }
     for (const [inner, innerValue] of Object.entries(value)) {
       const fullKey = `${key}.${inner}`;
+      if (fullKey === "root.pin") throw pinInFile(source);
       if (!KEY_SET.has(fullKey)) throw unknownKey(fullKey, section, source);
       if (innerValue !== null) layer[fullKey as SettingKey] = { value: innerValue, source };
     }
@@ -123,6 +128,14 @@ function unknownKey(key: string, known: string[], source: string): ArborError {
     "INVALID_ARGUMENT",
     `unknown configuration key ${key} in ${source}: expected one of ${known.join(", ")}`,
     { parameter: key },
+  );
+}
+
+function pinInFile(source: string): ArborError {
+  return new ArborError(
+    "INVALID_ARGUMENT",
+    `root.pin in ${source} is not accepted: the PKCS#11 PIN is never read from the configuration file. Remove it, and set the ARBOR_PKCS11_PIN environment variable or root.pin_file instead`,
+    { parameter: "root.pin" },
   );
 }
 
@@ -176,6 +189,38 @@ const TEXT_SETTINGS: readonly TextSetting[] = [
     flag: "allowInsecureListen",
     option: "--allow-insecure-listen",
     target: "allow_insecure_listen",
+  },
+  {
+    variable: "ARBOR_ROOT_PROVIDER",
+    flag: "rootProvider",
+    option: "--root",
+    target: "root.provider",
+  },
+  {
+    variable: "ARBOR_PKCS11_MODULE",
+    flag: "pkcs11Module",
+    option: "--module",
+    target: "root.module",
+  },
+  {
+    variable: "ARBOR_PKCS11_TOKEN_LABEL",
+    flag: "pkcs11TokenLabel",
+    option: "--token-label",
+    target: "root.token_label",
+  },
+  {
+    variable: "ARBOR_PKCS11_KEY_LABEL",
+    flag: "pkcs11KeyLabel",
+    option: "--key-label",
+    target: "root.key_label",
+  },
+  {
+    // The path of the PIN file only. The PIN itself (ARBOR_PKCS11_PIN) is read by the PKCS#11
+    // provider and never enters the configuration.
+    variable: "ARBOR_PKCS11_PIN_FILE",
+    flag: "pkcs11PinFile",
+    option: "--pin-file",
+    target: "root.pin_file",
   },
 ];
 

@@ -15,7 +15,7 @@ export interface ArborConfig {
   /** Allows listening beyond loopback without TLS, for example behind a TLS-terminating proxy. */
   allowInsecureListen: boolean;
   storage: StorageConfig;
-  root: { provider: "sealed"; shares: number; threshold: number };
+  root: RootConfig;
   /** Exporter entries, kept unvalidated beyond being mappings until the exporters exist. */
   audit: { exporters: Record<string, unknown>[] };
   limits: {
@@ -32,6 +32,36 @@ export interface ArborConfig {
   logLevel: LogLevel;
 }
 
+/** The root of trust: the Shamir-sealed software root or a key on a PKCS#11 token. */
+export type RootConfig = SealedRootConfig | Pkcs11RootConfig;
+
+export interface SealedRootConfig {
+  provider: "sealed";
+  /** Unseal shares issued at initialization. */
+  shares: number;
+  /** Shares needed to unseal. */
+  threshold: number;
+}
+
+/**
+ * A root key on a PKCS#11 token. The user PIN is never part of the configuration: it comes from
+ * the `ARBOR_PKCS11_PIN` environment variable, the PIN file, or an unseal request.
+ */
+export interface Pkcs11RootConfig {
+  provider: "pkcs11";
+  /** Path of the PKCS#11 module (shared library). */
+  modulePath: string;
+  /** Label of the token that contains the root keys; the slot is found by this label. */
+  tokenLabel: string;
+  /** Label of an existing key to adopt at initialization; null generates a new key. */
+  keyLabel: string | null;
+  /** File holding the user PIN; null when the PIN comes from elsewhere. */
+  pinFile: string | null;
+  // Declared so code that reads the sealed root's share settings compiles for either provider.
+  shares?: undefined;
+  threshold?: undefined;
+}
+
 /**
  * Command-line overrides, the highest-precedence source. Each field mirrors one `ARBOR_*`
  * environment variable and keeps its text form, so flags and variables are validated alike.
@@ -45,6 +75,13 @@ export interface ConfigFlags {
   storagePath?: string;
   logLevel?: string;
   allowInsecureListen?: boolean | string;
+  /** `sealed` or `pkcs11`. */
+  rootProvider?: string;
+  pkcs11Module?: string;
+  pkcs11TokenLabel?: string;
+  pkcs11KeyLabel?: string;
+  /** Path of the PIN file; the PIN itself is never a flag. */
+  pkcs11PinFile?: string;
 }
 
 export interface LoadConfigOptions {

@@ -8,6 +8,7 @@ import {
 import { decryptionFailed, invalidArgument } from "../errors/index.ts";
 import { encodeContext, type EncryptionContext } from "./context.ts";
 import { KEY_ID_BYTES, KEY_ID_PATTERN } from "./format.ts";
+import { describe } from "./text-form.ts";
 
 /**
  * Wrapped data key format 1, stored by users inside envelopes and on its own, so it never changes
@@ -115,13 +116,17 @@ export function wrappedDataKeyFromText(text: string): Uint8Array {
   if (body === null || !/^[A-Za-z0-9_-]+$/.test(body)) {
     throw invalidArgument(
       "wrappedDataKey",
-      text,
+      describe(text),
       `expected ${WRAPPED_DATA_KEY_PREFIX} followed by unpadded base64url`,
     );
   }
   const bytes = Buffer.from(body, "base64url");
   if (bytes.toString("base64url") !== body) {
-    throw invalidArgument("wrappedDataKey", text, "the base64url text is not in canonical form");
+    throw invalidArgument(
+      "wrappedDataKey",
+      describe(text),
+      "the base64url text is not in canonical form",
+    );
   }
   return new Uint8Array(bytes);
 }

@@ -1,5 +1,5 @@
 import { constantTimeEqual, randomBytes, zeroize } from "../crypto/index.ts";
-import { decryptionFailed } from "../errors/index.ts";
+import { decryptionFailed, isArborError } from "../errors/index.ts";
 import {
   requirePurpose,
   type KeyScope,
@@ -86,9 +86,13 @@ export function createEnvelopeService(deps: { keyTree: KeyTree }) {
     scope: KeyScope,
     options: { allowRevoked?: boolean } = {},
   ): Promise<{ ref: KeyVersionRef; dataKey: Uint8Array }> {
-    const key = await keyTree.resolveKey(fields.keyId, undefined, scope);
-    requirePurpose(key, "encrypt");
-    const ref = await keyTree.versionForDecrypt(key, fields.keyVersion, options);
+    // The key id and version come from the ciphertext, so a key that does not exist, lies
+    // outside the caller's scope or lacks that version is a failed decryption like any other.
+    const ref = await asDecryptionFailure(async () => {
+      const key = await keyTree.resolveKey(fields.keyId, undefined, scope);
+      requirePurpose(key, "encrypt");
+      return keyTree.versionForDecrypt(key, fields.keyVersion, options);
+    });
     const dataKey = await keyTree.withMaterial(ref, (material) =>
       unwrapDataKey(material, fields, context),
     );
@@ -233,6 +237,22 @@ export function createEnvelopeService(deps: { keyTree: KeyTree }) {
 }
 
 export type EnvelopeService = ReturnType<typeof createEnvelopeService>;
+
+/** Runs `work`, turning "no such key or version" into the uniform DECRYPTION_FAILED. */
+async function asDecryptionFailure<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (isArborError(error) && NOT_FOUND_CODES.has(error.code)) throw decryptionFailed(error);
+    throw error;
+  }
+}
+
+const NOT_FOUND_CODES: ReadonlySet<string> = new Set([
+  "KEY_NOT_FOUND",
+  "KEY_VERSION_NOT_FOUND",
+  "PURPOSE_MISMATCH",
+]);
 
 /** Compares two valid contexts by their canonical encodings, so key order does not matter. */
 function sameContext(a: EncryptionContext, b: EncryptionContext): boolean {

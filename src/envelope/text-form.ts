@@ -24,7 +24,11 @@ export function toTextForm(envelope: Uint8Array): string {
  */
 export function fromTextForm(text: string): Uint8Array {
   if (typeof text !== "string" || !text.startsWith(TEXT_FORM_PREFIX)) {
-    throw invalidArgument("ciphertext", text, `expected text starting with ${TEXT_FORM_PREFIX}`);
+    throw invalidArgument(
+      "ciphertext",
+      describe(text),
+      `expected text starting with ${TEXT_FORM_PREFIX}`,
+    );
   }
 
   const body = text.slice(TEXT_FORM_PREFIX.length);
@@ -33,14 +37,23 @@ export function fromTextForm(text: string): Uint8Array {
   if (!BASE64URL_BODY.test(body) || body.length % 4 === 1) {
     throw invalidArgument(
       "ciphertext",
-      text,
+      describe(text),
       `expected ${TEXT_FORM_PREFIX} followed by unpadded base64url`,
     );
   }
   const bytes = Buffer.from(body, "base64url");
   if (bytes.toString("base64url") !== body) {
-    throw invalidArgument("ciphertext", text, "the base64url text is not in canonical form");
+    throw invalidArgument(
+      "ciphertext",
+      describe(text),
+      "the base64url text is not in canonical form",
+    );
   }
   // Copy out of Node's shared Buffer pool, so the result owns its whole ArrayBuffer.
   return new Uint8Array(bytes);
+}
+
+/** Describes a rejected ciphertext without quoting it: ciphertexts are never echoed back. */
+export function describe(text: unknown): string {
+  return typeof text === "string" ? `(${text.length} characters)` : `(${typeof text})`;
 }

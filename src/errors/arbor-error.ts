@@ -48,7 +48,9 @@ export function quote(value: unknown): string {
 
 function printable(value: unknown): string | number | boolean | null {
   if (value === null || value === undefined) return null;
-  if (typeof value === "number" || typeof value === "boolean") return value;
+  // JSON has no Infinity or NaN, so they are quoted as text rather than turning into null.
+  if (typeof value === "number") return Number.isFinite(value) ? value : String(value);
+  if (typeof value === "boolean") return value;
   const text = typeof value === "string" ? value : safeStringify(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

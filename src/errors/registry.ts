@@ -34,6 +34,11 @@ export const errorRegistry = {
   STORED_KEY_CORRUPT: { status: 500, oauth: "server_error" },
   STORAGE_UNAVAILABLE: { status: 503, oauth: "temporarily_unavailable" },
   AUDIT_UNAVAILABLE: { status: 503, oauth: "temporarily_unavailable" },
+  INVALID_GRANT: { status: 400, oauth: "invalid_grant" },
+  UNSUPPORTED_GRANT_TYPE: { status: 400, oauth: "unsupported_grant_type" },
+  INVALID_SCOPE: { status: 400, oauth: "invalid_scope" },
+  INVALID_TARGET: { status: 400, oauth: "invalid_target" },
+  UNAUTHORIZED_CLIENT: { status: 400, oauth: "unauthorized_client" },
   INTERNAL: { status: 500, oauth: "server_error" },
 } as const satisfies Record<string, { status: number; oauth: string }>;
 

@@ -1,6 +1,7 @@
-import { isArborError } from "../errors/index.ts";
+import { ArborError, isArborError, quote } from "../errors/index.ts";
 import { describeRotation, readHierarchyDocument, type DesiredKey } from "./hierarchy-file.ts";
-import type { KeyTree } from "./key-tree.ts";
+import { isInScope, type KeyScope, type KeyTree } from "./key-tree.ts";
+import { parseKeyPath } from "./paths.ts";
 import type { KeyInfo } from "./types.ts";
 
 export interface PlannedCreate {
@@ -34,9 +35,10 @@ export interface ApplyResult {
 export async function applyHierarchy(
   tree: KeyTree,
   document: unknown,
-  options: { dryRun: boolean },
+  options: { dryRun: boolean; scope?: KeyScope },
 ): Promise<ApplyResult> {
   const desired = readHierarchyDocument(document);
+  if (options.scope !== undefined) requireInScope(desired, options.scope);
   const environments = new Set(desired.filter((d) => !d.path.includes("/")).map((d) => d.path));
 
   const existing = new Map<string, KeyInfo>();
@@ -87,6 +89,22 @@ export async function applyHierarchy(
     }
   }
   return { dryRun: options.dryRun, plan, drift, created, unchanged: desired.length - plan.length };
+}
+
+/**
+ * Refuses the whole document if it names any key outside the caller's scope, before anything is
+ * read: a scoped token must neither create keys elsewhere nor learn from drift what exists there.
+ */
+function requireInScope(desired: DesiredKey[], scope: KeyScope): void {
+  for (const want of desired) {
+    const path = parseKeyPath(want.path);
+    if (isInScope(path, scope)) continue;
+    throw new ArborError(
+      "FORBIDDEN",
+      `the hierarchy file names ${quote(want.path)}, outside this token's scope; apply it with a token that reaches it`,
+      { parameter: "document", value: want.path },
+    );
+  }
 }
 
 function differences(want: DesiredKey, have: KeyInfo): Drift[] {

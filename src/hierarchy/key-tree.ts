@@ -310,6 +310,8 @@ export function createKeyTree(deps: KeyTreeDeps) {
     setMinDecryptionVersion: lifecycle.setMinDecryptionVersion,
     /** Zeroes every cached plaintext version (on seal). */
     clearCache: () => cache.clear(),
+    /** Forgets cached chains; a root re-wrap changes the root version at their top. */
+    clearChainCache: () => chains.clear(),
   };
 }
 

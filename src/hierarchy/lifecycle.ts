@@ -268,7 +268,7 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
     const ceiling = primary?.version ?? (await storage.versions.maxVersion(key.id));
     if (!Number.isSafeInteger(version) || version < 1 || version > ceiling) {
       throw invalidArgument(
-        "minDecryptionVersion",
+        "version",
         version,
         `must be between 1 and ${ceiling}, the primary version`,
       );

@@ -21,9 +21,13 @@ import { routeMeta } from "./route-config.ts";
 import { registerApplyRoute } from "./routes/apply.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { registerEnvelopeRoutes } from "./routes/envelope.ts";
+import { registerIssuerRoutes } from "./routes/issuers.ts";
 import { registerKeyRoutes } from "./routes/keys.ts";
+import { registerOAuthRoutes } from "./routes/oauth.ts";
 import { registerOperatorTokenRoutes } from "./routes/operator-tokens.ts";
+import { registerServiceRoutes } from "./routes/services.ts";
 import { registerSysRoutes } from "./routes/sys.ts";
+import { registerRootRoutes } from "./routes/root.ts";
 import { registerUnsealRoutes } from "./routes/unseal.ts";
 import { addSharedSchemas } from "./schemas.ts";
 
@@ -94,7 +98,7 @@ export async function buildApp(
 
   registerRequestIdHeader(app);
   registerSealedGuard(app, deps.root);
-  registerAuthentication(app, deps.operators, audit);
+  registerAuthentication(app, deps.operators, audit, deps.tokens);
   registerAuthorization(app, deps.authorizer, audit);
   registerBodyFieldCheck(app);
   registerErrorHandling(app, audit);
@@ -125,10 +129,17 @@ export async function buildApp(
 
   registerSysRoutes(app, context);
   registerUnsealRoutes(app, context);
+  registerRootRoutes(app, context, deps.storage);
   registerKeyRoutes(app, context);
   registerEnvelopeRoutes(app, context);
   registerOperatorTokenRoutes(app, context);
   registerApplyRoute(app, context);
+  if (deps.tokens !== undefined) {
+    const tokenContext = { ...context, tokens: deps.tokens };
+    registerServiceRoutes(app, tokenContext);
+    registerIssuerRoutes(app, tokenContext);
+    registerOAuthRoutes(app, tokenContext);
+  }
   registerOpenApiRoute(app);
 
   await app.ready();

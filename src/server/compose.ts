@@ -7,12 +7,20 @@ import { Registry } from "prom-client";
 import { GroupCommitter } from "../audit/group-commit.ts";
 import { createSqlAuditWriter } from "../audit/sql-writer.ts";
 import { systemClock, type Clock } from "../clock.ts";
+import { ArborError } from "../errors/index.ts";
 import type { ArborConfig } from "../config/index.ts";
 import { createEnvelopeService } from "../envelope/service.ts";
-import { applyHierarchy, createKeyTree, MaterialCache } from "../hierarchy/index.ts";
+import { applyHierarchy, createKeyTree } from "../hierarchy/index.ts";
 import { createOperatorTokenService } from "../operators/index.ts";
-import { createSealedRoot } from "../root/index.ts";
-import { openStorage } from "../storage/index.ts";
+import { createSealedRoot, type RootMetrics } from "../root/index.ts";
+import { createPkcs11Root } from "../root/pkcs11/index.ts";
+import { openStorage, type Storage } from "../storage/index.ts";
+import {
+  createTokenService,
+  ObservedMaterialCache,
+  restrictToOwnService,
+  signRetireAfterMs,
+} from "../tokens/index.ts";
 import { buildApp } from "./app.ts";
 import { allowAllAuthorizer } from "./authorizer.ts";
 import type { ServerDeps } from "./deps.ts";
@@ -49,23 +57,31 @@ export async function startArbor(
 
   try {
     const metrics = createMetrics(new Registry());
-    const root = await createSealedRoot({
-      store: storage.sealedRoot,
-      clock,
-      metrics: metrics.rootMetrics,
-    });
-    const cache = new MaterialCache({
+    const root = await openRoot(config, storage, clock, logger, metrics.rootMetrics);
+    // Observed, so the token service's cache of imported signing keys is cleared with it.
+    const cache = new ObservedMaterialCache({
       clock,
       maxEntries: config.limits.cacheMaxEntries,
       ttlMs: config.limits.cacheTtlMs,
     });
-    const keyTree = createKeyTree({ storage, root, clock, cache, logger });
+    // Sign versions stay published for the maximum token lifetime plus a margin.
+    const keyTree = createKeyTree({
+      storage,
+      root,
+      clock,
+      cache,
+      logger,
+      signRetireAfterMs: signRetireAfterMs(),
+    });
     const audit = createSqlAuditWriter(new GroupCommitter(storage));
 
+    // Service principals (access tokens) reach only their own service's keys, both in the
+    // routes' look-ups and in the envelope service's.
+    const scopedKeyTree = restrictToOwnService(keyTree);
     const deps: ServerDeps = {
-      keyTree,
+      keyTree: scopedKeyTree,
       root,
-      envelope: createEnvelopeService({ keyTree }),
+      envelope: createEnvelopeService({ keyTree: scopedKeyTree }),
       operators: createOperatorTokenService({ storage, clock }),
       audit,
       authorizer: allowAllAuthorizer,
@@ -79,10 +95,20 @@ export async function startArbor(
         unsealAttemptsPerMinute: config.limits.unsealAttemptsPerMinute,
       },
       externalAddress: config.externalAddress,
-      applyHierarchy: async (document, dryRun) => {
-        const result = await applyHierarchy(keyTree, document, { dryRun });
+      applyHierarchy: async (document, dryRun, principal) => {
+        const scope = { environment: principal.environment, tenant: principal.tenant };
+        const result = await applyHierarchy(keyTree, document, { dryRun, scope });
         return { ...result, applied: !dryRun };
       },
+      tokens: createTokenService({
+        storage,
+        keyTree,
+        clock,
+        audit,
+        metrics,
+        externalAddress: config.externalAddress,
+        materialCache: cache,
+      }),
     };
 
     const app = await buildApp(deps, tlsOptions(config));
@@ -91,6 +117,19 @@ export async function startArbor(
     const scheme = config.tls === null ? "http" : "https";
     const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
     const address = `${scheme}://${host}:${port}`;
+
+    if (root.unsealWithConfiguredPin !== undefined) {
+      // An HSM root unseals itself when the PIN is configured (ARBOR_PKCS11_PIN or root.pin_file).
+      try {
+        if (await root.unsealWithConfiguredPin())
+          logger.info("root unsealed with the configured PIN");
+      } catch (error) {
+        logger.error(
+          { err: error },
+          "unsealing with the configured PIN failed; the server stays sealed",
+        );
+      }
+    }
 
     const maintenance = setInterval(
       () => void runMaintenance(deps, logger),
@@ -106,6 +145,7 @@ export async function startArbor(
         clearInterval(maintenance);
         await app.close();
         root.seal();
+        await root.close?.();
         keyTree.clearCache();
         await storage.close();
         logger.info({ address }, "arbor stopped");
@@ -117,13 +157,18 @@ export async function startArbor(
   }
 }
 
-/** Promotes due pending versions and retires signing versions past `retire_at`, when unsealed. */
+/**
+ * Promotes due pending versions, retires signing versions past `retire_at` and prunes revoked
+ * token ids whose tokens have expired, when unsealed.
+ */
 async function runMaintenance(deps: ServerDeps, logger: Logger): Promise<void> {
   if (deps.root.status().state !== "unsealed") return;
   try {
     const promoted = await deps.keyTree.promoteDuePending();
     const retired = await deps.keyTree.retireDueSigningVersions();
     if (promoted + retired > 0) logger.info({ promoted, retired }, "key versions advanced");
+    const pruned = (await deps.tokens?.pruneRevokedTokens()) ?? 0;
+    if (pruned > 0) logger.info({ pruned }, "expired revoked token ids pruned");
   } catch (error) {
     logger.error({ err: error }, "key version maintenance failed; retrying on the next run");
   }
@@ -138,4 +183,68 @@ function addressPort(address: AddressInfo | string | null): number {
   if (address === null || typeof address === "string")
     throw new Error("server is not listening on a TCP port");
   return address.port;
+}
+
+type ComposedRoot = ServerDeps["root"] & {
+  unsealWithConfiguredPin?: () => Promise<boolean>;
+  close?: () => void | Promise<void>;
+};
+
+/**
+ * Builds the configured root provider. A database initialised under one provider is refused
+ * under the other, because every environment master is wrapped by the root it was made under.
+ */
+async function openRoot(
+  config: ArborConfig,
+  storage: Storage,
+  clock: Clock,
+  logger: Logger,
+  metrics: RootMetrics,
+): Promise<ComposedRoot> {
+  const sealedState = await storage.sealedRoot.load();
+  const hsmState = await storage.pkcs11Root.load();
+  const other = config.root.provider === "pkcs11" ? sealedState : hsmState;
+  if (other !== null) {
+    throw new ArborError(
+      "INVALID_ARGUMENT",
+      `the database at ${config.storage.path} was initialised with the ${config.root.provider === "pkcs11" ? "sealed" : "pkcs11"} root; configure root.provider accordingly`,
+      { parameter: "root.provider", value: config.root.provider },
+    );
+  }
+
+  if (config.root.provider === "sealed") {
+    return createSealedRoot({ store: storage.sealedRoot, clock, metrics });
+  }
+  const hsm = await createPkcs11Root({
+    store: storage.pkcs11Root,
+    clock,
+    logger,
+    metrics,
+    modulePath: config.root.modulePath,
+    tokenLabel: config.root.tokenLabel,
+    keyLabel: config.root.keyLabel,
+    pin: { env: process.env, pinFile: config.root.pinFile },
+  });
+  return {
+    ...bindAll(hsm),
+    // Through the API, an HSM root is initialised with the server's configured PIN; shares and
+    // threshold do not apply to it.
+    initialize: () => hsm.initialize({}),
+  };
+}
+
+/** Copies a provider's methods bound to it, so one can be replaced without subclassing. */
+function bindAll<T extends object>(target: T): T {
+  const bound: Record<string, unknown> = {};
+  let proto: object | null = target;
+  while (proto !== null && proto !== Object.prototype) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const value = (target as Record<string, unknown>)[name];
+      if (name !== "constructor" && typeof value === "function" && !(name in bound)) {
+        bound[name] = (value as (...args: unknown[]) => unknown).bind(target);
+      }
+    }
+    proto = Object.getPrototypeOf(proto) as object | null;
+  }
+  return bound as T;
 }

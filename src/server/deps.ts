@@ -7,6 +7,7 @@ import type { KeyScope, KeyTree } from "../hierarchy/index.ts";
 import type { OperatorPrincipal, OperatorTokenService } from "../operators/types.ts";
 import type { InitializeResult, RootProvider } from "../root/types.ts";
 import type { Storage } from "../storage/index.ts";
+import type { ServicePrincipal, TokenService } from "../tokens/index.ts";
 import type { ServerMetrics } from "./metrics.ts";
 
 /** The caller of a public route, which presents no credential. */
@@ -20,7 +21,7 @@ export interface AnonymousPrincipal {
 }
 
 /** The sender of a request, as the authentication hook established it. */
-export type Principal = OperatorPrincipal | AnonymousPrincipal;
+export type Principal = OperatorPrincipal | ServicePrincipal | AnonymousPrincipal;
 
 export const ANONYMOUS: AnonymousPrincipal = Object.freeze({
   type: "anonymous",
@@ -155,10 +156,15 @@ export interface ServerDeps {
   metrics: ServerMetrics;
   clock: Clock;
   logger: Logger;
-  /** Used by the health route only, for a trivial query. */
-  storage: Pick<Storage, "db">;
+  /** The health route runs a trivial query on it; root rotation re-wraps masters in it. */
+  storage: Storage;
   limits: ServerLimits;
   /** Public base URL of this deployment, such as `https://arbor.example.com`. */
   externalAddress: string;
   applyHierarchy?: ApplyHierarchy;
+  /**
+   * Service principals, OAuth endpoints and issuers. Without it those routes are absent and the
+   * API accepts operator tokens only.
+   */
+  tokens?: TokenService;
 }

@@ -11,7 +11,10 @@ export type RouteResource =
   | "ciphertext"
   | "operator_token"
   | "hierarchy"
-  | "api_document";
+  | "api_document"
+  | "service_principal"
+  | "access_token"
+  | "issuer";
 
 /**
  * Metadata every `/v1` route declares. The authentication, authorization and audit hooks read it,

@@ -6,3 +6,9 @@ export type { KeyRow, KeyFilter } from "./repositories/keys.ts";
 export type { KeyVersionRow } from "./repositories/key-versions.ts";
 export type { OutboxRow } from "./repositories/outbox.ts";
 export type { IssuanceRow } from "./repositories/issuances.ts";
+export type {
+  ClientSecretRow,
+  RevokedTokenRow,
+  ServicePrincipalFilter,
+  ServicePrincipalRow,
+} from "./repositories/service-principals.ts";

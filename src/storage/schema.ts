@@ -9,10 +9,15 @@ export interface Database {
   key_versions: KeyVersionsTable;
   sealed_root: SealedRootTable;
   sealed_root_versions: SealedRootVersionsTable;
+  pkcs11_root: Pkcs11RootTable;
+  pkcs11_root_versions: Pkcs11RootVersionsTable;
   outbox: OutboxTable;
   issuances: IssuancesTable;
   audit_events: AuditEventsTable;
   operator_tokens: OperatorTokensTable;
+  service_principals: ServicePrincipalsTable;
+  client_secrets: ClientSecretsTable;
+  revoked_tokens: RevokedTokensTable;
 }
 
 export type KeyKind = "master" | "service";
@@ -82,6 +87,31 @@ export interface SealedRootVersionsTable {
   created_at: number;
 }
 
+export interface Pkcs11RootTable {
+  id: number;
+  token_label: string;
+  token_serial: string;
+  checkpoint_key_label: string;
+  /** CKA_ID shared by the checkpoint key pair's public and private objects. */
+  checkpoint_key_id: Uint8Array;
+  /** Ed25519 public JWK (JSON) of the checkpoint key. */
+  checkpoint_public_jwk: string;
+  created_at: number;
+}
+
+export interface Pkcs11RootVersionsTable {
+  version: number;
+  /** CKA_LABEL of the root key of this version. */
+  key_label: string;
+  /** CKA_ID of that key; empty for an adopted key without one. */
+  key_id: Uint8Array;
+  /** 1 when initialization adopted an existing key. */
+  adopted: number;
+  created_at: number;
+  /** Null while the key may encrypt and decrypt. */
+  disabled_at: number | null;
+}
+
 export interface OutboxTable {
   id: Generated<number>;
   topic: string;
@@ -145,4 +175,48 @@ export interface AuditEventsTable {
   error_code: string | null;
   /** JSON object of event-specific fields; never secrets. */
   details: string;
+}
+
+/** An OAuth client of one service, which obtains access tokens signed by the service's sign key. */
+export interface ServicePrincipalsTable {
+  /** Public id and OAuth `client_id`: `svc_` followed by 26 base32 characters. */
+  id: string;
+  name: string;
+  environment: string;
+  /** `-` for an environment-level service. */
+  tenant: string;
+  service: string;
+  /** The service's `sign` key; the composite foreign key ties it to the same scope. */
+  sign_key_id: string;
+  /** Always `service`; stored so the composite foreign key can check the key's kind. */
+  sign_key_kind: "service";
+  /** JSON array of the scope values the principal may request. */
+  scopes: string;
+  /** JSON array of the audiences (`aud` values) the principal may request. */
+  audiences: string;
+  max_token_ttl_ms: number;
+  created_at: number;
+}
+
+export interface ClientSecretsTable {
+  /** Public id: `sec_` followed by 26 base32 characters. */
+  id: string;
+  principal_id: string;
+  /** SHA-256 of the whole secret string (32 bytes); the secret itself is never stored. */
+  secret_hash: Uint8Array;
+  created_at: number;
+  /** Null while the secret has no end; set when a rotation gives it an overlap period. */
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+/** Access tokens revoked before their expiry, kept until `expires_at` and then pruned. */
+export interface RevokedTokensTable {
+  jti: string;
+  principal_id: string;
+  key_id: string;
+  key_version: number;
+  /** The token's `exp` in milliseconds. */
+  expires_at: number;
+  revoked_at: number;
 }

@@ -12,7 +12,13 @@ import {
   type OperatorTokenRepository,
 } from "./repositories/operator-tokens.ts";
 import { createOutboxRepository, type OutboxRepository } from "./repositories/outbox.ts";
+import { createPkcs11RootStore } from "./repositories/pkcs11-root.ts";
 import { createSealedRootStore } from "./repositories/sealed-root.ts";
+import {
+  createServicePrincipalRepository,
+  type ServicePrincipalRepository,
+} from "./repositories/service-principals.ts";
+import type { Pkcs11RootStore } from "../root/pkcs11/types.ts";
 import type { SealedRootStore } from "../root/types.ts";
 import type { Database } from "./schema.ts";
 import { openSqlite } from "./sqlite.ts";
@@ -26,7 +32,10 @@ export interface Storage {
   readonly outbox: OutboxRepository;
   readonly issuances: IssuanceRepository;
   readonly sealedRoot: SealedRootStore;
+  readonly pkcs11Root: Pkcs11RootStore;
   readonly operatorTokens: OperatorTokenRepository;
+  /** Service principals, their client secrets and revoked access token ids. */
+  readonly servicePrincipals: ServicePrincipalRepository;
   /** Runs `work` in a write transaction (`BEGIN IMMEDIATE` on SQLite); rolls back if it throws. */
   write<T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -56,7 +65,9 @@ export function createStorage(db: Kysely<Database>, dialect: Dialect): Storage {
     outbox: createOutboxRepository(db),
     issuances: createIssuanceRepository(db),
     sealedRoot: createSealedRootStore(db),
+    pkcs11Root: createPkcs11RootStore(db),
     operatorTokens: createOperatorTokenRepository(db),
+    servicePrincipals: createServicePrincipalRepository(db),
     write: (work) => db.transaction().execute(work),
     close: () => db.destroy(),
   };

@@ -400,9 +400,9 @@ void describe("loadConfig validation", () => {
     ],
     [
       "root provider",
-      { yaml: "root: { provider: pkcs11 }\n" },
+      { yaml: "root: { provider: hsm }\n" },
       "root.provider",
-      ['"pkcs11"', '"sealed"'],
+      ['"hsm"', '"sealed"'],
     ],
     [
       "too few shares",

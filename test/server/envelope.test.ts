@@ -257,7 +257,7 @@ describe("envelope routes", () => {
       headers: globex,
       payload: { ciphertext: sealed.ciphertext },
     });
-    assertError(decrypt, 404, "KEY_NOT_FOUND");
+    assertError(decrypt, 400, "DECRYPTION_FAILED");
     assert.ok(!decrypt.body.includes(base64("acme only")));
 
     const issue = await app.inject({

@@ -60,6 +60,37 @@ describe("request validation", () => {
     await harness.close();
   });
 
+  test("undeclared query parameters are rejected", async () => {
+    await rejectsWithoutChange(
+      { method: "GET", url: `/v1/keys/${SERVICE_KEY}?foo=1` },
+      400,
+      "UNSUPPORTED_FIELD",
+      "foo",
+    );
+    await rejectsWithoutChange(
+      { method: "GET", url: "/v1/sys/seal-status?foo=1" },
+      400,
+      "UNSUPPORTED_FIELD",
+      "foo",
+    );
+    const { error } = await rejectsWithoutChange(
+      {
+        method: "POST",
+        url: `/v1/keys/${SERVICE_KEY}/encrypt?nonce=AAAA`,
+        payload: { plaintext: Buffer.from("x").toString("base64") },
+      },
+      400,
+      "UNSUPPORTED_FIELD",
+      "nonce",
+    );
+    assert.match(error.message, /nonce/);
+    await rejectsWithoutChange(
+      { method: "GET", url: "/v1/keys?prefix=prod&bogus=1" },
+      400,
+      "UNSUPPORTED_FIELD",
+    );
+  });
+
   test("malformed JSON is rejected", async () => {
     const { error } = await rejectsWithoutChange(
       {

@@ -7,6 +7,7 @@ import { contextOf } from "../context.ts";
 import { formatFields } from "../output.ts";
 import { parsePositiveInteger } from "../parsers.ts";
 import { isInteractive, readHiddenLine, readStdinText } from "../prompt.ts";
+import { initPkcs11Locally, readUnsealPin, type Pkcs11InitOptions } from "./root.ts";
 
 /** Maximum standard input `arbor unseal` reads, in bytes; a share is under 100 bytes of base64. */
 const MAX_SHARE_INPUT_BYTES = 64 * 1024;
@@ -22,8 +23,39 @@ export function registerSysCommands(program: Command): void {
       parsePositiveInteger,
     )
     .option("--threshold <n>", "shares needed to unseal (server default 3)", parsePositiveInteger)
-    .action(async (options: { shares?: number; threshold?: number }, command: Command) => {
+    .option(
+      "--root <provider>",
+      "root of trust: sealed (default, through the server) or pkcs11 (an HSM, initialised locally next to the database)",
+      "sealed",
+    )
+    .option("--config <file>", "with --root pkcs11: the server's arbor.yaml")
+    .option("--storage-path <path>", "with --root pkcs11: the SQLite database of the server")
+    .option(
+      "--module <path>",
+      "with --root pkcs11: the PKCS#11 module, such as /usr/lib/softhsm/libsofthsm2.so",
+    )
+    .option("--token-label <label>", "with --root pkcs11: the label of the HSM token")
+    .option(
+      "--key-label <label>",
+      "with --root pkcs11: adopt this existing AES key as the root instead of generating one",
+    )
+    .option(
+      "--pin-file <file>",
+      "with --root pkcs11: file holding the user PIN (or set ARBOR_PKCS11_PIN)",
+    )
+    .action(async (options: InitOptions, command: Command) => {
       const { out, client } = contextOf(command);
+      if (options.root === "pkcs11") {
+        const result = await initPkcs11Locally(options);
+        out.result(result, () => describePkcs11Init(result));
+        return;
+      }
+      if (options.root !== "sealed") {
+        throw usageError(
+          `unknown root provider "${options.root}"`,
+          "use --root sealed or --root pkcs11",
+        );
+      }
       const api = client();
       const response = await api.post<InitResponse>("/v1/sys/init", {
         ...(options.shares === undefined ? {} : { shares: options.shares }),
@@ -41,19 +73,35 @@ export function registerSysCommands(program: Command): void {
       "[share]",
       "the share as `arbor init` printed it; when omitted it is read from the terminal without echo, or from standard input",
     )
-    .action(async (shareArgument: string | undefined, _options: unknown, command: Command) => {
-      const { out, client } = contextOf(command);
-      const share = (shareArgument ?? (await readShare())).trim();
-      if (share === "")
-        throw usageError(
-          "no unseal share given",
-          "pass the share as an argument or on standard input",
-        );
+    .option(
+      "--pin-file <file>",
+      "for an HSM root: file holding the user PIN (or set ARBOR_PKCS11_PIN)",
+    )
+    .action(
+      async (
+        shareArgument: string | undefined,
+        options: { pinFile?: string },
+        command: Command,
+      ) => {
+        const { out, client } = contextOf(command);
+        const api = client();
+        const status = await api.get<SealStatus>("/v1/sys/seal-status");
+        if (status.provider === "pkcs11") {
+          const response = await submitUnsealPin(api, status, await readUnsealPin(options.pinFile));
+          out.result(response, () => describeUnseal(response));
+          return;
+        }
+        const share = (shareArgument ?? (await readShare())).trim();
+        if (share === "")
+          throw usageError(
+            "no unseal share given",
+            "pass the share as an argument or on standard input",
+          );
 
-      const api = client();
-      const response = await submitUnsealShare(api, share);
-      out.result(response, () => describeUnseal(response));
-    });
+        const response = await submitUnsealShare(api, share);
+        out.result(response, () => describeUnseal(response));
+      },
+    );
 
   program
     .command("seal")
@@ -101,6 +149,43 @@ export async function submitUnsealShare(
 
   const nonce = status.nonce ?? (await client.post<UnsealResponse>("/v1/sys/unseal", {})).nonce;
   return client.post<UnsealResponse>("/v1/sys/unseal", { nonce, share });
+}
+
+/** Logs in to the HSM with the PIN through the unseal ceremony. */
+async function submitUnsealPin(
+  client: ArborClient,
+  status: SealStatus,
+  pin: string,
+): Promise<UnsealResponse> {
+  if (!status.initialized) {
+    throw new CliError("NOT_INITIALIZED", `Arbor at ${client.address} is not initialised`, {
+      hint: "run `arbor init --root pkcs11` next to the database first",
+    });
+  }
+  if (!status.sealed) return { sealed: false, threshold: 1, progress: 0, nonce: null };
+  const nonce = status.nonce ?? (await client.post<UnsealResponse>("/v1/sys/unseal", {})).nonce;
+  return client.post<UnsealResponse>("/v1/sys/unseal", { nonce, pin });
+}
+
+interface InitOptions extends Pkcs11InitOptions {
+  shares?: number;
+  threshold?: number;
+  root: string;
+}
+
+function describePkcs11Init(result: Awaited<ReturnType<typeof initPkcs11Locally>>): string {
+  return [
+    `The root key lives in HSM token "${result.tokenLabel}" as "${result.keyLabel}"${result.adopted ? " (adopted)" : ""}.`,
+    `Database: ${result.storagePath}`,
+    "",
+    `Root token: ${result.rootToken}`,
+    "",
+    "WARNING: the root token is shown only once. Keep it for emergencies and create scoped tokens",
+    "with `arbor operator token create` for daily work.",
+    "",
+    "Next: start `arbor server` with the same configuration; it unseals with the PIN from",
+    "ARBOR_PKCS11_PIN or root.pin_file, or run `arbor unseal` to give it the PIN.",
+  ].join("\n");
 }
 
 function describeInit(response: InitResponse, address: string): string {

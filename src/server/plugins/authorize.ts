@@ -9,7 +9,8 @@ const READ_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD"]);
 
 /**
  * Decides every authenticated request before its body is read. Read-only principals may only
- * use GET routes; then the authorizer decides on the route's action and resource. A denial gives
+ * use GET routes, and only unscoped principals may use `sys` routes; then the authorizer decides
+ * on the route's action and resource. A denial gives
  * 403 FORBIDDEN and an `authz.denied` event. Public routes are not submitted to the authorizer.
  */
 export function registerAuthorization(
@@ -27,6 +28,16 @@ export function registerAuthorization(
       throw new ArborError(
         "FORBIDDEN",
         `this token is read-only and may only use GET routes; ${meta.action} needs a writable token`,
+      );
+    }
+
+    // Sealing, cancelling an unseal and reading metrics act on every environment at once, so a
+    // token scoped to one environment must not reach them.
+    if (meta.resource === "sys" && principal.environment !== null) {
+      await audit.rejection(request, "authz.denied", "FORBIDDEN", { reason: "scoped token" });
+      throw new ArborError(
+        "FORBIDDEN",
+        `${meta.action} acts on the whole deployment; it needs a token without an environment scope`,
       );
     }
 

@@ -9,7 +9,8 @@ interface ObjectSchema {
 }
 
 /**
- * Runs before schema validation on routes with a body schema. An absent body becomes `{}`, so
+ * Runs before schema validation. Query parameters a route does not declare are rejected (a route
+ * without a query schema takes none). On routes with a body schema, an absent body becomes `{}`, so
  * `POST` routes without fields work without a body. Top-level fields the schema does not declare
  * are rejected here with UNSUPPORTED_FIELD, a `nonce` or `iv` first. Doing this before ajv means
  * an unknown field is reported even when the body has other errors, because ajv reports only its
@@ -17,6 +18,22 @@ interface ObjectSchema {
  */
 export function registerBodyFieldCheck(app: FastifyInstance): void {
   app.addHook("preValidation", (request, _reply, done) => {
+    // An unknown route answers NOT_FOUND whatever its query says.
+    if (request.is404) {
+      done();
+      return;
+    }
+    const querySchema = request.routeOptions.schema?.querystring as ObjectSchema | undefined;
+    const queryError = unknownFieldError(
+      request.query,
+      querySchema ?? NO_PARAMETERS,
+      "query parameter",
+    );
+    if (queryError !== undefined) {
+      done(queryError);
+      return;
+    }
+
     const schema = request.routeOptions.schema?.body as ObjectSchema | undefined;
     if (schema === undefined) {
       done();
@@ -27,8 +44,15 @@ export function registerBodyFieldCheck(app: FastifyInstance): void {
   });
 }
 
+/** A route without a query schema accepts no query parameters at all. */
+const NO_PARAMETERS: ObjectSchema = { additionalProperties: false, properties: {} };
+
 /** UNSUPPORTED_FIELD for the first undeclared top-level field, a `nonce` or `iv` first; else undefined. */
-function unknownFieldError(body: unknown, schema: ObjectSchema): ArborError | undefined {
+function unknownFieldError(
+  body: unknown,
+  schema: ObjectSchema,
+  where = "field",
+): ArborError | undefined {
   const isObject = typeof body === "object" && body !== null && !Array.isArray(body);
   if (!isObject || schema.additionalProperties !== false) return undefined;
 
@@ -37,5 +61,5 @@ function unknownFieldError(body: unknown, schema: ObjectSchema): ArborError | un
   if (unknown.length === 0) return undefined;
 
   const first = unknown.find((field) => field === "nonce" || field === "iv") ?? unknown[0]!;
-  return unsupportedFieldError(first, declared);
+  return unsupportedFieldError(first, declared, where);
 }

@@ -1,6 +1,7 @@
 import { ArborError } from "../../errors/index.ts";
 import type { KeyScope } from "../../hierarchy/index.ts";
 import type { OperatorPrincipal } from "../../operators/types.ts";
+import { serviceKeyScope } from "../../tokens/index.ts";
 import type { Principal, ServerDeps } from "../deps.ts";
 import type { AuditRecorder } from "../plugins/audit.ts";
 
@@ -21,8 +22,12 @@ export function operatorOf(principal: Principal): OperatorPrincipal {
   return principal;
 }
 
-/** Returns the environment and tenant the request may reach. */
+/**
+ * Returns the environment and tenant the request may reach. A service principal's scope also
+ * names its service, which the envelope routes' key look-ups enforce.
+ */
 export function scopeOf(principal: Principal): KeyScope {
+  if (principal.type === "service") return serviceKeyScope(principal);
   const operator = operatorOf(principal);
   return { environment: operator.environment, tenant: operator.tenant };
 }

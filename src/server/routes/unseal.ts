@@ -12,6 +12,8 @@ const unsealBodySchema = {
   properties: {
     nonce: { type: "string", minLength: 1, maxLength: 128 },
     share: { type: "string", minLength: 1, maxLength: 1024 },
+    // The user PIN of the HSM token, for a PKCS#11 root.
+    pin: { type: "string", minLength: 1, maxLength: 256 },
   },
 } as const;
 
@@ -29,7 +31,7 @@ const unsealResponseSchema = {
 
 /** Registers the unseal ceremony routes: start it, submit shares, cancel it. */
 export function registerUnsealRoutes(app: FastifyInstance, { deps, audit }: RouteContext): void {
-  app.post<{ Body: { nonce?: string; share?: string } }>(
+  app.post<{ Body: { nonce?: string; share?: string; pin?: string } }>(
     "/v1/sys/unseal",
     {
       schema: {
@@ -51,14 +53,31 @@ export function registerUnsealRoutes(app: FastifyInstance, { deps, audit }: Rout
       },
     },
     async (request) => {
-      const { nonce, share } = request.body;
+      const { nonce, share, pin } = request.body;
+      const hsm = deps.root.status().provider === "pkcs11";
+      if (hsm && share !== undefined) {
+        throw new ArborError(
+          "INVALID_ARGUMENT",
+          'this Arbor keeps its root in an HSM: send the token\'s PIN in "pin", not a share',
+          { parameter: "share" },
+        );
+      }
+      if (!hsm && pin !== undefined) {
+        throw new ArborError(
+          "INVALID_ARGUMENT",
+          'this Arbor has a sealed software root: send an unseal share in "share", not a PIN',
+          { parameter: "pin" },
+        );
+      }
+      const submitted = hsm ? pin : share;
 
-      if (share === undefined) {
+      if (submitted === undefined) {
         if (nonce !== undefined) {
+          const field = hsm ? "pin" : "share";
           throw new ArborError(
             "INVALID_ARGUMENT",
-            'missing required field "share": send the ceremony\'s nonce together with one unseal share, or neither to start a ceremony',
-            { parameter: "share" },
+            `missing required field "${field}": send the ceremony's nonce together with the ${hsm ? "PIN" : "unseal share"}, or neither to start a ceremony`,
+            { parameter: field },
           );
         }
         const ceremony = deps.root.beginUnseal();
@@ -80,7 +99,9 @@ export function registerUnsealRoutes(app: FastifyInstance, { deps, audit }: Rout
           { parameter: "nonce" },
         );
       }
-      const secret = decodeUnsealShare(share);
+      const secret = hsm
+        ? new Uint8Array(Buffer.from(submitted, "utf8"))
+        : decodeUnsealShare(submitted);
       let progress;
       try {
         progress = await deps.root.submit(nonce, secret);

@@ -4,6 +4,8 @@ import { ArborError } from "../../errors/index.ts";
 import { keyTreeMigration } from "./0001-key-tree.ts";
 import { operatorTokensMigration } from "./0002-operator-tokens.ts";
 import { auditEventsMigration } from "./0003-audit-events.ts";
+import { pkcs11RootMigration } from "./0004-pkcs11-root.ts";
+import { servicePrincipalsMigration } from "./0005-service-principals.ts";
 import type { Dialect } from "./types.ts";
 
 export type { Dialect } from "./types.ts";
@@ -18,6 +20,8 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     "0001_key_tree": keyTreeMigration(dialect),
     "0002_operator_tokens": operatorTokensMigration(dialect),
     "0003_audit_events": auditEventsMigration(dialect),
+    "0004_pkcs11_root": pkcs11RootMigration(dialect),
+    "0005_service_principals": servicePrincipalsMigration(dialect),
   };
 }
 class InlineMigrations implements MigrationProvider {
