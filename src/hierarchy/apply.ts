@@ -83,7 +83,7 @@ export async function applyHierarchy(
         });
         created.push(want.path);
       } catch (error) {
-        // Another apply may have created it meanwhile; that is the state the file asks for.
+        // Another apply may have created it meanwhile, which is the state the file requests.
         if (!isArborError(error, "PATH_IN_USE")) throw error;
       }
     }

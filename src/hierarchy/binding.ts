@@ -23,7 +23,7 @@ export function wrapAad(input: {
 
 /**
  * AAD of an environment master version wrapped by the root. The root provider binds its own
- * version number around this AAD, because only the provider knows which root version it used.
+ * version number around this AAD, because only the provider decides which root version wraps.
  */
 export function rootWrapAad(input: {
   keyId: string;

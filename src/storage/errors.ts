@@ -1,4 +1,4 @@
-/** Which kind of constraint a driver error reports, across SQLite and PostgreSQL. */
+/** Kind of constraint a driver error reports, across SQLite and PostgreSQL. */
 export type ConstraintKind = "unique" | "foreign_key" | "check" | "not_null";
 
 /**

@@ -107,7 +107,7 @@ const STATEMENT_CACHE_SIZE = 500;
 /**
  * Kysely's SQLite driver prepares every query anew, and preparing costs more than running the
  * small queries Arbor makes. This keeps prepared statements by SQL text; better-sqlite3 statements
- * are reusable once a run has finished, and the driver never holds two at once on one connection.
+ * are reusable once a run has finished, and the driver never runs two at once on one connection.
  */
 function cachingStatements(raw: Sqlite.Database): SqliteDatabase {
   const statements = new Map<string, Sqlite.Statement>();
