@@ -154,7 +154,7 @@ export class ByteCounter extends Transform {
   }
 }
 
-/** A progress display for a byte count; `stop` is safe to call more than once. */
+/** A progress display for a count (bytes unless told otherwise); `stop` is safe to call twice. */
 export interface Progress {
   update(bytes: number): void;
   stop(): void;
@@ -166,7 +166,12 @@ const NO_PROGRESS: Progress = { update: () => {}, stop: () => {} };
  * Shows a progress bar on standard error for an input of known size, but only when standard
  * error is a terminal and the output is not JSON; otherwise it shows nothing.
  */
-export function startProgress(label: string, total: number | null, json: boolean): Progress {
+export function startProgress(
+  label: string,
+  total: number | null,
+  json: boolean,
+  format: (count: number) => string = formatBytes,
+): Progress {
   if (json || total === null || process.stderr.isTTY !== true) return NO_PROGRESS;
 
   const bar = new cliProgress.SingleBar(
@@ -178,10 +183,10 @@ export function startProgress(label: string, total: number | null, json: boolean
     },
     cliProgress.Presets.shades_classic,
   );
-  bar.start(total, 0, { done: formatBytes(0), size: formatBytes(total) });
+  bar.start(total, 0, { done: format(0), size: format(total) });
   let stopped = false;
   return {
-    update: (bytes) => bar.update(bytes, { done: formatBytes(bytes) }),
+    update: (count) => bar.update(count, { done: format(count) }),
     stop: () => {
       if (stopped) return;
       stopped = true;

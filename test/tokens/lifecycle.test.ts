@@ -181,7 +181,10 @@ describe("token lifecycle", () => {
     const searchKey = encodeURIComponent("prod/acme/search:sign");
 
     // Rotate first, since the primary is the version being revoked.
-    assert.equal((await api(harness, "POST", `/v1/keys/${searchKey}/rotate`, {})).status, 200);
+    assert.equal(
+      (await api(harness, "POST", `/v1/keys/${searchKey}/rotate`, { publishDelay: "0s" })).status,
+      200,
+    );
     const revoked = await api(harness, "POST", `/v1/keys/${searchKey}/versions/1/revoke`, {});
     assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
 

@@ -10,6 +10,7 @@ import { systemClock } from "../../clock.ts";
 import type { ArborClient } from "../client.ts";
 import { contextOf } from "../context.ts";
 import { usageError } from "../errors.ts";
+import { startProgress, type Progress } from "../files.ts";
 import { formatFields } from "../output.ts";
 import { isInteractive, readHiddenLine } from "../prompt.ts";
 
@@ -125,9 +126,12 @@ export function registerRootCommands(program: Command): void {
     )
     .action(async (_options: unknown, command: Command) => {
       const { out, client } = contextOf(command);
+      const json = (command.optsWithGlobals<{ json?: boolean }>().json ?? false) === true;
       const api: ArborClient = client();
       out.text("Rotating the root and re-wrapping every environment master...");
-      const answer = await api.post<RotateAnswer>("/v1/sys/root/rotate");
+      const answer = await withRotationProgress(api, json, () =>
+        api.post<RotateAnswer>("/v1/sys/root/rotate"),
+      );
       out.result(answer, () =>
         [
           answer.rotated
@@ -141,4 +145,29 @@ export function registerRootCommands(program: Command): void {
         ].join("\n"),
       );
     });
+}
+
+/** Polls the server's rotation progress into a progress bar while `work` runs. */
+async function withRotationProgress<T>(
+  api: ArborClient,
+  json: boolean,
+  work: () => Promise<T>,
+): Promise<T> {
+  let bar: Progress | null = null;
+  const poll = setInterval(() => {
+    void api
+      .get<{ running: boolean; done: number; total: number }>("/v1/sys/root/rotation")
+      .then((step) => {
+        if (step.total === 0) return;
+        bar ??= startProgress("re-wrapping masters", step.total, json, (count) => `${count}`);
+        bar.update(step.done);
+      })
+      .catch(() => undefined);
+  }, 250);
+  try {
+    return await work();
+  } finally {
+    clearInterval(poll);
+    (bar as Progress | null)?.stop();
+  }
 }

@@ -178,7 +178,9 @@ export function registerKeyRoutes(app: FastifyInstance, { deps, audit }: RouteCo
       const key = await resolve(request, request.params.key);
       const { publishDelay } = request.body;
       const publishDelayMs =
-        publishDelay === undefined ? 0 : durationMs(publishDelay, "publishDelay");
+        publishDelay === undefined
+          ? defaultPublishDelayMs(key.purpose)
+          : durationMs(publishDelay, "publishDelay");
 
       let version;
       try {
@@ -330,4 +332,14 @@ function narrow(scoped: string | null, requested: string | undefined): string | 
   if (requested === undefined) return scoped;
   if (scoped === null || scoped === requested) return requested;
   return false;
+}
+
+/**
+ * A new sign version stays pending this long by default, so verifiers that cache the JWKS for a
+ * few minutes learn its public key before the first token signed with it. Other keys switch at once.
+ */
+export const SIGN_PUBLISH_DELAY_MS = 5 * 60_000;
+
+function defaultPublishDelayMs(purpose: string): number {
+  return purpose === "sign" ? SIGN_PUBLISH_DELAY_MS : 0;
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 
 import { pendingRootRewrap, rewrapUnderNewRoot, rotateRoot } from "../../hierarchy/index.ts";
 import type { Storage } from "../../storage/index.ts";
+import { ArborError } from "../../errors/index.ts";
 import { withErrors } from "../schemas.ts";
 import type { RouteContext } from "./context.ts";
 
@@ -28,6 +29,32 @@ export function registerRootRoutes(
   { deps, audit }: RouteContext,
   storage: Storage,
 ): void {
+  // Progress of the rotation running in this process, for `GET /v1/sys/root/rotation`.
+  let progress = { running: false, done: 0, total: 0 };
+
+  app.get(
+    "/v1/sys/root/rotation",
+    {
+      schema: {
+        summary: "Progress of the root rotation running on this server, for progress bars",
+        response: withErrors({
+          200: {
+            type: "object",
+            required: ["running", "done", "total"],
+            additionalProperties: false,
+            properties: {
+              running: { type: "boolean" },
+              done: { type: "integer" },
+              total: { type: "integer" },
+            },
+          },
+        }),
+      },
+      config: { action: "sys.root.read", resource: "sys", auditEvent: null },
+    },
+    () => progress,
+  );
+
   app.post(
     "/v1/sys/root/rotate",
     {
@@ -39,12 +66,32 @@ export function registerRootRoutes(
       config: { action: "sys.root.rotate", resource: "sys", auditEvent: "sys.root_rotated" },
     },
     async (request) => {
-      const options = { storage, root: deps.root, clock: deps.clock, logger: deps.logger };
-      const unfinished = await pendingRootRewrap(storage, deps.root);
-      const result =
-        unfinished > 0
-          ? { ...(await rewrapUnderNewRoot(options)), rotated: false }
-          : { ...(await rotateRoot(options)), rotated: true };
+      if (progress.running) {
+        throw new ArborError(
+          "CONCURRENT_UPDATE",
+          "a root rotation is already running on this server; follow it with GET /v1/sys/root/rotation",
+        );
+      }
+      progress = { running: true, done: 0, total: 0 };
+      const options = {
+        storage,
+        root: deps.root,
+        clock: deps.clock,
+        logger: deps.logger,
+        onProgress: (step: { done: number; total: number }) => {
+          progress = { running: true, done: step.done, total: step.total };
+        },
+      };
+      let result;
+      try {
+        const unfinished = await pendingRootRewrap(storage, deps.root);
+        result =
+          unfinished > 0
+            ? { ...(await rewrapUnderNewRoot(options)), rotated: false }
+            : { ...(await rotateRoot(options)), rotated: true };
+      } finally {
+        progress = { ...progress, running: false };
+      }
       // A re-wrap changes the root version at the top of every chain.
       deps.keyTree.clearChainCache();
 
