@@ -7,6 +7,8 @@ export interface SealStatus {
   initialized: boolean;
   sealed: boolean;
   provider: string;
+  /** Root state; `unavailable` is an unreachable HSM, which no unseal fixes. */
+  state?: "uninitialized" | "sealed" | "unsealed" | "unavailable";
   /** Shares needed, while an unseal ceremony is in progress; null otherwise. */
   threshold: number | null;
   progress: number;

@@ -85,7 +85,7 @@ export interface HintContext {
 export function hintFor(code: string, context: HintContext): string | undefined {
   switch (code) {
     case "SEALED":
-      return "run `arbor unseal` once per share until the threshold is reached";
+      return "run `arbor unseal`: once per share until the threshold is reached, or once with the HSM PIN";
     case "NOT_INITIALIZED":
       return "run `arbor init`, or start a development server with `arbor dev`";
     case "ALREADY_INITIALIZED":

@@ -7,7 +7,7 @@ import { Registry } from "prom-client";
 import { GroupCommitter } from "../audit/group-commit.ts";
 import { createSqlAuditWriter } from "../audit/sql-writer.ts";
 import { systemClock, type Clock } from "../clock.ts";
-import { ArborError } from "../errors/index.ts";
+import { ArborError, isArborError } from "../errors/index.ts";
 import type { ArborConfig } from "../config/index.ts";
 import { createEnvelopeService } from "../envelope/service.ts";
 import { applyHierarchy, createKeyTree } from "../hierarchy/index.ts";
@@ -118,21 +118,36 @@ export async function startArbor(
     const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
     const address = `${scheme}://${host}:${port}`;
 
-    if (root.unsealWithConfiguredPin !== undefined) {
-      // An HSM root unseals itself when the PIN is configured (ARBOR_PKCS11_PIN or root.pin_file).
+    // An HSM root unseals itself when the PIN is configured (ARBOR_PKCS11_PIN or root.pin_file).
+    // If the token is unreachable at start, the attempt is repeated with the maintenance run
+    // until it answers; any other failure (a wrong PIN) is not retried, so a real HSM that locks
+    // its PIN after a few failures is never pushed there by Arbor.
+    let autoUnseal = root.unsealWithConfiguredPin !== undefined;
+    const tryAutoUnseal = async (): Promise<void> => {
+      if (!autoUnseal || root.unsealWithConfiguredPin === undefined) return;
+      if (root.status().state === "unsealed") {
+        autoUnseal = false;
+        return;
+      }
       try {
         if (await root.unsealWithConfiguredPin())
           logger.info("root unsealed with the configured PIN");
+        autoUnseal = false;
       } catch (error) {
+        const retry = isArborError(error, "ROOT_UNAVAILABLE");
+        autoUnseal = retry;
         logger.error(
           { err: error },
-          "unsealing with the configured PIN failed; the server stays sealed",
+          retry
+            ? "unsealing with the configured PIN failed because the HSM does not answer; retrying every 10 s"
+            : "unsealing with the configured PIN failed; the server stays sealed until `arbor unseal`",
         );
       }
-    }
+    };
+    await tryAutoUnseal();
 
     const maintenance = setInterval(
-      () => void runMaintenance(deps, logger),
+      () => void tryAutoUnseal().then(() => runMaintenance(deps, logger)),
       MAINTENANCE_INTERVAL_MS,
     );
     maintenance.unref();

@@ -128,6 +128,7 @@ describe("sys routes", () => {
       initialized: true,
       sealed: true,
       provider: "sealed",
+      state: "sealed",
       threshold: 3,
       progress: 0,
       nonce,

@@ -76,7 +76,8 @@ async function logNextStep(address: string, logger: Logger): Promise<void> {
       "/v1/sys/seal-status",
     );
     if (!status.initialized) logger.warn("Arbor is not initialised: run `arbor init`");
-    else if (status.sealed) logger.warn("Arbor is sealed: run `arbor unseal` once per share");
+    else if (status.sealed)
+      logger.warn("Arbor is sealed: run `arbor unseal` (once per share, or once with the HSM PIN)");
   } catch (error) {
     logger.warn({ err: error }, "cannot read the seal status of the new server");
   }

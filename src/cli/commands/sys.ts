@@ -109,7 +109,11 @@ export function registerSysCommands(program: Command): void {
     .action(async (_options: unknown, command: Command) => {
       const { out, client } = contextOf(command);
       const response = await client().post<{ sealed: boolean }>("/v1/sys/seal");
-      out.result(response, () => "Arbor is sealed. Unseal it with `arbor unseal`, once per share.");
+      out.result(
+        response,
+        () =>
+          "Arbor is sealed. Unseal it with `arbor unseal` (once per share, or once with the HSM PIN).",
+      );
     });
 
   program
@@ -222,11 +226,19 @@ function describeStatus(status: SealStatus, address: string): string {
     ["sealed", status.sealed ? "yes" : "no"],
     ["provider", status.provider],
   ];
-  if (status.nonce !== null && status.threshold !== null) {
+  const hsm = status.provider === "pkcs11";
+  if (status.nonce !== null && status.threshold !== null && !hsm) {
     fields.push(["unseal progress", `${status.progress} of ${status.threshold} shares`]);
   }
   const lines = [formatFields(fields)];
   if (!status.initialized) lines.push("", "Next: run `arbor init`.");
+  else if (status.state === "unavailable") {
+    lines.push(
+      "",
+      "The HSM does not answer: check the token and the module; Arbor reconnects by itself.",
+    );
+  } else if (status.sealed && hsm)
+    lines.push("", "Next: run `arbor unseal` to give it the HSM PIN.");
   else if (status.sealed) lines.push("", "Next: run `arbor unseal`, once per share.");
   return lines.join("\n");
 }

@@ -35,7 +35,7 @@ function unavailableError(state: Exclude<RootState, "unsealed">): ArborError {
     case "sealed":
       return new ArborError(
         "SEALED",
-        "Arbor is sealed: unseal it with a threshold of unseal shares (POST /v1/sys/unseal)",
+        "Arbor is sealed: unseal it with unseal shares or the HSM PIN (POST /v1/sys/unseal)",
       );
     case "unavailable":
       return new ArborError(

@@ -19,12 +19,14 @@ const healthSchema = {
 
 const sealStatusSchema = {
   type: "object",
-  required: ["initialized", "sealed", "provider", "threshold", "progress", "nonce"],
+  required: ["initialized", "sealed", "provider", "state", "threshold", "progress", "nonce"],
   additionalProperties: false,
   properties: {
     initialized: { type: "boolean" },
     sealed: { type: "boolean" },
     provider: { type: "string" },
+    // `unavailable` means the root (an HSM) does not answer; it is not sealed and needs no unseal.
+    state: { type: "string", enum: ["uninitialized", "sealed", "unsealed", "unavailable"] },
     threshold: { type: ["integer", "null"] },
     progress: { type: "integer" },
     nonce: { type: ["string", "null"] },
@@ -113,6 +115,7 @@ export function registerSysRoutes(app: FastifyInstance, { deps, audit }: RouteCo
         initialized: status.state !== "uninitialized",
         sealed: status.state !== "unsealed",
         provider: status.provider,
+        state: status.state,
         threshold: status.ceremony?.threshold ?? status.threshold ?? null,
         progress: status.ceremony?.progress ?? 0,
         nonce: status.ceremony?.nonce ?? null,
