@@ -115,7 +115,10 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
     );
   }
 
-  /** Promotes pending versions whose publish delay has passed; returns how many were promoted. */
+  /**
+   * Promotes pending versions whose publish delay has passed, oldest first; returns how many
+   * became primary. A pending version older than the current primary becomes active instead.
+   */
   async function promoteDuePending(): Promise<number> {
     const now = clock.now();
     const due = await storage.versions.duePending(now);
@@ -127,6 +130,27 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
       const moved = await storage.write(async (trx) => {
         const pending = await storage.versions.find(key.id, version.version, trx);
         if (pending?.state !== "pending") return false;
+
+        // A later rotation already made a newer version primary: this one is superseded and
+        // becomes active (still published and verifying) instead of replacing the newer one.
+        const current = await storage.versions.primary(key.id, trx);
+        if (current !== undefined && current.version > version.version) {
+          const retireAt = key.purpose === "sign" ? now + signRetireAfterMs : null;
+          await storage.versions.transition(
+            key.id,
+            version.version,
+            ["pending"],
+            "active",
+            now,
+            { retire_at: retireAt },
+            trx,
+          );
+          await deps.recordChange(
+            trx,
+            change("key.version_promoted", key, version.version, null, null, now),
+          );
+          return false;
+        }
 
         await demotePrimary(key, now, trx);
         await storage.versions.transition(

@@ -227,6 +227,29 @@ for (const dialect of dialects) {
       }
     });
 
+    test("older pending version never replaces newer primary", async () => {
+      const clock = new FakeClock();
+      const h = await openTree(dialect, clock);
+      try {
+        await h.tree.createKey("prod");
+        await h.tree.createKey("prod/api:sign");
+        await h.tree.rotate("prod/api:sign", { publishDelayMs: 60_000 });
+        assert.equal((await h.tree.rotate("prod/api:sign")).state, "primary");
+
+        clock.advance(60_000);
+        assert.equal(await h.tree.promoteDuePending(), 0);
+        const info = await h.tree.getKey("prod/api:sign");
+        assert.deepEqual(
+          info.versions.map((v) => v.state),
+          ["active", "active", "primary"],
+        );
+        assert.equal(info.primaryVersion, 3);
+        assert.equal(info.versions[1]!.retireAt, clock.now() + 20 * 60_000);
+      } finally {
+        await h.close();
+      }
+    });
+
     test("wrapped blob moved elsewhere fails to open", async () => {
       const h = await openTree(dialect);
       try {

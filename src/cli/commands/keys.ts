@@ -99,7 +99,9 @@ export function registerKeyCommands(program: Command): void {
 
   key
     .command("rotate")
-    .description("create a new key version; it becomes primary now or after --publish-delay")
+    .description(
+      "create a new key version; it becomes primary after --publish-delay (default: 5m for sign keys, 0 otherwise)",
+    )
     .argument("<key>", KEY_ARGUMENT)
     .option(
       "--publish-delay <duration>",
