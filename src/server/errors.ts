@@ -138,6 +138,11 @@ export function registerErrorHandling(app: FastifyInstance, audit: AuditRecorder
 
     request.failure = { code: clientError.code, error: logged };
     reply.code(clientError.status);
+    // RFC 6750 section 3: a 401 on a bearer-protected route names the scheme. The OAuth routes
+    // set their own challenge before they get here.
+    if (clientError.status === 401 && !reply.hasHeader("www-authenticate")) {
+      reply.header("www-authenticate", 'Bearer realm="arbor"');
+    }
     return errorBody(clientError, request.id);
   }
 

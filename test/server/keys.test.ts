@@ -420,6 +420,7 @@ describe("key routes", () => {
     const before = harness.audit.ofType("auth.failed").length;
     const response = await app.inject({ method: "GET", url: "/v1/keys" });
     assertError(response, 401, "UNAUTHENTICATED");
+    assert.equal(response.headers["www-authenticate"], 'Bearer realm="arbor"');
     const malformed = await app.inject({
       method: "GET",
       url: "/v1/keys",
