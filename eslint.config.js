@@ -1,5 +1,5 @@
 // Type-aware lint: the rules that matter most here are the promise rules, because a floating
-// promise in a request path can answer a client before its audit event is durable.
+// promise in a request path can send a response before its audit event is durable.
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(

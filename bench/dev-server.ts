@@ -16,7 +16,7 @@ export interface DevServer {
 }
 
 /**
- * Starts `arbor dev` in a child process on a free port, exactly as the README tells a user to,
+ * Starts `arbor dev` in a child process on a free port, exactly as the README instructs,
  * and waits until it has initialised, unsealed and applied the example hierarchy.
  */
 export async function startDevServer(port: number): Promise<DevServer> {

@@ -59,7 +59,7 @@ async function load(url: string, token: string, body: string) {
     headers: headers(token),
   });
   if (result.non2xx > 0 || result.errors > 0) {
-    throw new Error(`${url}: ${result.non2xx} non-2xx answers and ${result.errors} errors`);
+    throw new Error(`${url}: ${result.non2xx} non-2xx responses and ${result.errors} errors`);
   }
   return {
     rps: result.requests.average,

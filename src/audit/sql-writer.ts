@@ -16,7 +16,7 @@ export function createSqlAuditWriter(committer: GroupCommitter): AuditWriter & {
 } {
   return {
     async write(event) {
-      // Checked before queueing, so one malformed event cannot fail the batch it would join.
+      // Checked before queueing, so a malformed issuance event fails alone instead of failing the batch it would join.
       requireIssuanceFields(event);
       try {
         await committer.submit((trx) => insertEvent(trx, event));

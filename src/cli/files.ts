@@ -154,7 +154,7 @@ export class ByteCounter extends Transform {
   }
 }
 
-/** A progress display for a count (bytes unless told otherwise); `stop` is safe to call twice. */
+/** A progress display for a count (bytes unless a formatter is given); `stop` is safe to call twice. */
 export interface Progress {
   update(bytes: number): void;
   stop(): void;

@@ -14,7 +14,7 @@ export interface PlannedCreate {
 
 export interface Drift {
   path: string;
-  /** What differs, such as `mode: file says derived, key is wrapped`, or `not in the file`. */
+  /** Difference found, such as `mode: file says derived, key is wrapped`, or `not in the file`. */
   reason: string;
 }
 

@@ -26,7 +26,7 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
   /**
    * Creates version n+1. Material is generated and sealed outside the transaction (it may call the
    * root); the transaction then checks that n is still the latest version. If another rotation won,
-   * the attempt is sealed again for the next number, so concurrent rotations never lose a version.
+   * the attempt is sealed again for the next number, so concurrent rotations do not lose a version (up to 64 attempts, then CONCURRENT_UPDATE).
    */
   async function rotate(reference: string, options: RotateOptions = {}): Promise<VersionInfo> {
     const publishDelayMs = options.publishDelayMs ?? 0;
@@ -86,8 +86,8 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
         });
         if (inserted) return toVersionInfo((await storage.versions.find(key.id, next))!);
       } catch (error) {
-        // PostgreSQL at read committed can let two transactions see the same latest version;
-        // the primary key then rejects the second insert, which is retried like a lost race.
+        // PostgreSQL at read committed can let two transactions see the same latest version.
+        // The primary key then rejects the second insert, which is retried like a lost race.
         if (constraintViolation(error) !== "unique") throw error;
       }
     }
@@ -209,7 +209,7 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
       return changed;
     });
     // Cached children of a version that can no longer be used would otherwise stay usable until
-    // they age out; clearing everything is cheap because these changes are rare.
+    // they age out. Clearing everything is cheap because these changes are rare.
     if (moved && to !== "active") cache.clear();
     return moved;
   }

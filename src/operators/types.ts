@@ -73,7 +73,7 @@ export interface OperatorTokenService {
   /**
    * Checks a presented secret: shape and checksum, then a SHA-256 look-up, then a constant-time
    * comparison. Unknown tokens do the same work as known ones. Throws UNAUTHENTICATED for any
-   * failure (the message never says which check failed or quotes the secret).
+   * failure (the message names no failed check and never quotes the secret).
    */
   authenticate(secret: string): Promise<OperatorPrincipal>;
   /** Lists the tokens inside the viewer's scope, including expired and revoked ones. */

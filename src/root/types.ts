@@ -47,7 +47,7 @@ export interface RootVersion {
   createdAt: number;
 }
 
-/** What `initialize` returns once: the unseal shares (base64) for the share holders. */
+/** Result of `initialize`, returned once: the unseal shares (base64) for the share holders. */
 export interface InitializeResult {
   shares: string[];
   threshold: number;
@@ -69,7 +69,7 @@ export interface RootProvider {
   submit(ceremonyNonce: string, secret: Uint8Array): Promise<UnsealProgress>;
   /** Cancels the ceremony in progress; submitted shares are zeroed. */
   cancelUnseal(): void;
-  /** Zeroes every key and share the provider holds and returns to `sealed`. */
+  /** Zeroes every key and share in the provider and returns to `sealed`. */
   seal(): void;
   /** Encrypts under the current root version; rejects with SEALED while sealed. */
   wrap(plaintext: Uint8Array, aad: Uint8Array): Promise<WrappedBlob>;

@@ -120,7 +120,7 @@ export async function startArbor(
 
     // An HSM root unseals itself when the PIN is configured (ARBOR_PKCS11_PIN or root.pin_file).
     // If the token is unreachable at start, the attempt is repeated with the maintenance run
-    // until it answers; any other failure (a wrong PIN) is not retried, so a real HSM that locks
+    // until it responds. Any other failure (a wrong PIN) is not retried, so a real HSM that locks
     // its PIN after a few failures is never pushed there by Arbor.
     let autoUnseal = root.unsealWithConfiguredPin !== undefined;
     const tryAutoUnseal = async (): Promise<void> => {

@@ -72,7 +72,7 @@ class ImmediateTransactionDialect extends SqliteDialect {
 
 /**
  * Opens (or creates) a SQLite database with the settings Arbor relies on: WAL, fsync on every
- * commit (`synchronous=FULL`, so an answered request's writes survive a power cut), foreign keys
+ * commit (`synchronous=FULL`, so the writes of a completed request survive a power cut), foreign keys
  * enforced, and a busy timeout for a second process on the same file.
  */
 export function openSqlite(filename: string): { db: Kysely<Database>; raw: Sqlite.Database } {
@@ -106,8 +106,8 @@ const STATEMENT_CACHE_SIZE = 500;
 
 /**
  * Kysely's SQLite driver prepares every query anew, and preparing costs more than running the
- * small queries Arbor makes. This keeps prepared statements by SQL text; better-sqlite3 statements
- * are reusable once a run has finished, and the driver never runs two at once on one connection.
+ * small queries Arbor makes. This keeps prepared statements by SQL text. better-sqlite3 statements
+ * are reusable once a run has finished, and the driver runs one at a time on its one connection.
  */
 function cachingStatements(raw: Sqlite.Database): SqliteDatabase {
   const statements = new Map<string, Sqlite.Statement>();

@@ -24,7 +24,7 @@ export interface Pkcs11InitOptions {
 }
 
 /**
- * `arbor init --root pkcs11`: runs on the machine that holds the database and reaches the HSM,
+ * `arbor init --root pkcs11`: runs on the machine with the database and reaches the HSM,
  * without a server, because the PIN must not travel over the API. It creates (or adopts) the root
  * key in the token and the root token in storage; a server started afterwards with the same
  * configuration finds both.

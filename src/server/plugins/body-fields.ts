@@ -18,7 +18,7 @@ interface ObjectSchema {
  */
 export function registerBodyFieldCheck(app: FastifyInstance): void {
   app.addHook("preValidation", (request, _reply, done) => {
-    // An unknown route answers NOT_FOUND whatever its query says.
+    // An unknown route returns NOT_FOUND whatever its query contains.
     if (request.is404) {
       done();
       return;

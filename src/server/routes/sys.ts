@@ -25,7 +25,7 @@ const sealStatusSchema = {
     initialized: { type: "boolean" },
     sealed: { type: "boolean" },
     provider: { type: "string" },
-    // `unavailable` means the root (an HSM) does not answer; it is not sealed and needs no unseal.
+    // `unavailable` means the root (an HSM) does not respond. It is not sealed and needs no unseal.
     state: { type: "string", enum: ["uninitialized", "sealed", "unsealed", "unavailable"] },
     threshold: { type: ["integer", "null"] },
     progress: { type: "integer" },
