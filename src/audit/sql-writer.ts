@@ -1,19 +1,30 @@
-import type { Insertable } from "kysely";
+import type { Insertable, Transaction } from "kysely";
 
 import { ArborError } from "../errors/index.ts";
-import type { AuditEventsTable, Executor, IssuanceKind } from "../storage/schema.ts";
+import type { AuditEventsTable, Database, Executor, IssuanceKind } from "../storage/schema.ts";
 import type { GroupCommitter } from "./group-commit.ts";
+import { buildRecord, canonicalRecordBytes, GENESIS_HASH, recordHash } from "./record.ts";
 import type { AuditEvent, AuditWriter } from "./types.ts";
+
+export interface SqlAuditWriter extends AuditWriter {
+  /** Writes the event inside an open write transaction, for state changes that carry their event. */
+  writeInTransaction(trx: Transaction<Database>, event: AuditEvent): Promise<void>;
+}
+
+export interface SqlAuditWriterOptions {
+  /** Called after each group commit that wrote events: wakes exporters and the checkpointer. */
+  onCommitted?: () => void;
+}
 
 /**
  * The durable audit writer over the `audit_events` table. `write` is group-committed: it resolves
  * once the event's transaction has committed (fsynced), and rejects with AUDIT_UNAVAILABLE when the
  * store cannot take it, so the caller hands out nothing.
  */
-export function createSqlAuditWriter(committer: GroupCommitter): AuditWriter & {
-  /** Writes the event inside an existing transaction, for state changes that carry their event. */
-  writeInTransaction(ex: Executor, event: AuditEvent): Promise<void>;
-} {
+export function createSqlAuditWriter(
+  committer: GroupCommitter,
+  options: SqlAuditWriterOptions = {},
+): SqlAuditWriter {
   return {
     async write(event) {
       // Checked before queueing, so a malformed issuance event fails alone instead of failing the batch it would join.
@@ -23,17 +34,46 @@ export function createSqlAuditWriter(committer: GroupCommitter): AuditWriter & {
       } catch (error) {
         throw auditUnavailable(error);
       }
+      options.onCommitted?.();
     },
     writeInTransaction: insertEvent,
   };
 }
 
+interface ChainTail {
+  seq: number;
+  hash: string;
+}
+
 /**
- * Inserts the event, and for an issuance also its issuance record, so the record and its audit
- * event are durable together or not at all.
+ * The last record of the chain as seen inside each open transaction. The first event of a
+ * transaction reads it from the table; later events in the same transaction (a group commit
+ * batch) continue from memory. Keyed by the transaction object, so it dies with the transaction
+ * and a rolled-back batch leaves nothing behind.
  */
-export async function insertEvent(ex: Executor, event: AuditEvent): Promise<void> {
-  await ex.insertInto("audit_events").values(toRow(event)).execute();
+const tails = new WeakMap<Transaction<Database>, ChainTail>();
+
+/**
+ * Appends the event to the chain: the next gapless sequence number, the previous record's hash,
+ * and the record's own hash. Must run inside a write transaction: on SQLite `BEGIN IMMEDIATE`
+ * holds the write lock from the first statement, so reading the tail and appending cannot
+ * interleave with another writer and sequence order is commit order.
+ *
+ * For an issuance it also records the credential, so the record and its audit event are durable
+ * together or not at all.
+ */
+export async function insertEvent(trx: Transaction<Database>, event: AuditEvent): Promise<void> {
+  if (!trx.isTransaction) {
+    throw new Error("audit events are chained inside a write transaction; none is open");
+  }
+  const tail = tails.get(trx) ?? (await readTail(trx));
+  const record = buildRecord(event, tail.seq + 1, tail.hash);
+  const hash = recordHash(record);
+  await trx
+    .insertInto("audit_events")
+    .values(toRow(event, record.seq, tail.hash, hash, canonicalRecordBytes(record)))
+    .execute();
+  tails.set(trx, { seq: record.seq, hash });
 
   const kind = requireIssuanceFields(event);
   if (
@@ -44,7 +84,7 @@ export async function insertEvent(ex: Executor, event: AuditEvent): Promise<void
   )
     return;
   const expiresAt = event.details.expiresAt;
-  await ex
+  await trx
     .insertInto("issuances")
     .values({
       id: event.credentialId,
@@ -57,6 +97,26 @@ export async function insertEvent(ex: Executor, event: AuditEvent): Promise<void
       revoked_at: null,
     })
     .execute();
+}
+
+/** The newest record, or the retention anchor when every record was pruned, or the genesis. */
+export async function readTail(ex: Executor): Promise<ChainTail> {
+  const last = await ex
+    .selectFrom("audit_events")
+    .select(["seq", "hash"])
+    .orderBy("seq", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  if (last !== undefined) {
+    if (last.hash === null) throw new Error(`audit record ${last.seq} has no hash`);
+    return { seq: Number(last.seq), hash: last.hash };
+  }
+  const anchor = await ex
+    .selectFrom("audit_anchor")
+    .select(["pruned_through", "last_hash"])
+    .executeTakeFirst();
+  if (anchor !== undefined) return { seq: Number(anchor.pruned_through), hash: anchor.last_hash };
+  return { seq: 0, hash: GENESIS_HASH };
 }
 
 /** Returns the issuance kind of a successful issuance event, or null; throws if fields are missing. */
@@ -72,14 +132,21 @@ function requireIssuanceFields(event: AuditEvent): IssuanceKind | null {
 }
 
 /** Event types that hand out a credential, and the issuance kind each records. */
-const ISSUANCE_KINDS: Partial<Record<AuditEvent["type"], IssuanceKind>> = {
+export const ISSUANCE_KINDS: Partial<Record<AuditEvent["type"], IssuanceKind>> = {
   "data_key.issued": "data_key",
   // details.expiresAt carries the token's expiry, so revocation and cascades can skip dead tokens.
   "token.issued": "token",
 };
 
-function toRow(event: AuditEvent): Insertable<AuditEventsTable> {
+function toRow(
+  event: AuditEvent,
+  seq: number,
+  prevHash: string,
+  hash: string,
+  canonical: Uint8Array,
+): Insertable<AuditEventsTable> {
   return {
+    seq,
     type: event.type,
     outcome: event.outcome,
     at: event.at,
@@ -93,6 +160,9 @@ function toRow(event: AuditEvent): Insertable<AuditEventsTable> {
     chain: JSON.stringify(event.chain),
     error_code: event.errorCode,
     details: JSON.stringify(event.details),
+    prev_hash: prevHash,
+    hash,
+    record: Buffer.from(canonical).toString("utf8"),
   };
 }
 

@@ -35,10 +35,13 @@ export type AuditEventType =
   | "token.issued"
   | "token.introspected"
   | "token.rejected"
-  | "token.revoked";
+  | "token.revoked"
+  | "audit.checkpoint"
+  | "audit.pruned";
 
 export interface AuditPrincipal {
-  type: "operator" | "service" | "workload" | "anonymous";
+  /** `system` is Arbor itself: scheduled promotion and retirement, checkpoints, retention. */
+  type: "operator" | "service" | "workload" | "anonymous" | "system";
   id: string;
 }
 
@@ -52,7 +55,10 @@ export interface AuditEvent {
   requestId: string | null;
   keyId: string | null;
   keyVersion: number | null;
-  /** Key versions from the root down to the one that acted, as `key_id@version` (root first). */
+  /**
+   * Key versions from the root down to the one that acted, as `key_id@version` (root first). A
+   * key change names one step: the parent version and the new version (`root@N` for masters).
+   */
   chain: string[];
   /** The credential handed out or used (token id, data key id), never the credential itself. */
   credentialId: string | null;

@@ -18,6 +18,8 @@ export type CliErrorCode =
   | "INVALID_RESPONSE"
   | "FILE_ERROR"
   | "CANCELLED"
+  | "AUDIT_DAMAGED"
+  | "PROOF_INVALID"
   | "UNEXPECTED";
 
 export interface CliErrorOptions {

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 
 import { registerApplyCommand } from "./commands/apply.ts";
+import { registerAuditCommands } from "./commands/audit.ts";
 import { registerCryptCommands } from "./commands/crypt.ts";
 import { registerDevCommand } from "./commands/dev.ts";
 import { registerKeyCommands } from "./commands/keys.ts";
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
   registerOperatorCommands(program);
   registerServiceCommands(program);
   registerApplyCommand(program);
+  registerAuditCommands(program);
   return program;
 }
 

@@ -2,7 +2,8 @@ import { BlockList, isIP } from "node:net";
 
 import { ArborError, invalidArgument, isArborError } from "../errors/index.ts";
 import { parseDuration } from "./duration.ts";
-import { isMapping, type SettingKey, type SettingLayer } from "./sources.ts";
+import { parseExporterList } from "./exporters.ts";
+import type { SettingKey, SettingLayer } from "./sources.ts";
 import { LOG_LEVELS, type ArborConfig, type LogLevel, type RootConfig } from "./types.ts";
 
 export const DEFAULT_LISTEN = { host: "127.0.0.1", port: 8200 } as const;
@@ -73,7 +74,9 @@ export function buildConfig(settings: SettingLayer): ArborConfig {
       path: read("storage.path", nonEmptyString, DEFAULT_STORAGE_PATH),
     },
     root,
-    audit: { exporters: read("audit.exporters", exporterList, []) },
+    audit: {
+      exporters: read("audit.exporters", parseExporterList(sourceOf("audit.exporters")), []),
+    },
     limits: buildLimits(read, sourceOf),
     logLevel: read("log_level", oneOf(LOG_LEVELS), DEFAULT_LOG_LEVEL),
   };
@@ -346,11 +349,4 @@ const parseExternalAddress: Parse<string> = (value, fail) => {
     return fail("must not contain a user name or password");
   if (url.search !== "" || url.hash !== "") return fail("must not contain a query or a fragment");
   return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
-};
-
-const exporterList: Parse<Record<string, unknown>[]> = (value, fail) => {
-  if (!Array.isArray(value) || !value.every(isMapping)) {
-    return fail("must be a list of mappings, one per exporter");
-  }
-  return value;
 };

@@ -9,6 +9,13 @@ export {
   isLoopbackHost,
 } from "./build.ts";
 export {
+  EXPORTER_DEFAULTS,
+  type ExporterConfig,
+  type FileExporterConfig,
+  type HttpExporterConfig,
+  type SyslogExporterConfig,
+} from "./exporters.ts";
+export {
   LOG_LEVELS,
   type ArborConfig,
   type ConfigFlags,

@@ -1,4 +1,5 @@
 import type { StorageConfig } from "../storage/index.ts";
+import type { ExporterConfig } from "./exporters.ts";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -16,8 +17,8 @@ export interface ArborConfig {
   allowInsecureListen: boolean;
   storage: StorageConfig;
   root: RootConfig;
-  /** Exporter entries, kept unvalidated beyond being mappings until the exporters exist. */
-  audit: { exporters: Record<string, unknown>[] };
+  /** Audit exporters, in configuration order. */
+  audit: { exporters: ExporterConfig[] };
   limits: {
     /** Largest plaintext accepted by the encryption routes, in bytes. */
     maxPayloadBytes: number;

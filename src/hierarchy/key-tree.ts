@@ -1,9 +1,11 @@
+import type { Transaction } from "kysely";
+
 import { newOpaqueId, OPAQUE_ID_PATTERN, zeroize } from "../crypto/index.ts";
 import { ArborError, invalidArgument, quote } from "../errors/index.ts";
 import { constraintViolation } from "../storage/errors.ts";
 import type { KeyRow } from "../storage/repositories/keys.ts";
 import type { KeyVersionRow } from "../storage/repositories/key-versions.ts";
-import type { Executor, KeyAlgorithm, KeyPurpose } from "../storage/schema.ts";
+import type { Database, Executor, KeyAlgorithm, KeyPurpose } from "../storage/schema.ts";
 import type { KeyFilter } from "../storage/repositories/keys.ts";
 import { createMaterialResolver } from "./material.ts";
 import {
@@ -34,9 +36,9 @@ export function createKeyTree(deps: KeyTreeDeps) {
   const resolver = createMaterialResolver(deps);
   const sealer = createVersionSealer(deps, resolver);
 
-  async function recordChange(ex: Executor, change: KeyChange): Promise<void> {
-    await storage.outbox.append(change.type, { ...change }, change.at, ex);
-    await deps.onChange?.(ex, change);
+  async function recordChange(trx: Transaction<Database>, change: KeyChange): Promise<void> {
+    await storage.outbox.append(change.type, { ...change }, change.at, trx);
+    await deps.onChange?.(trx, change);
   }
 
   const lifecycle = createVersionLifecycle({

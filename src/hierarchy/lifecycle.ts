@@ -1,7 +1,9 @@
+import type { Transaction } from "kysely";
+
 import { ArborError, invalidArgument } from "../errors/index.ts";
 import { constraintViolation } from "../storage/errors.ts";
 import type { KeyRow } from "../storage/repositories/keys.ts";
-import type { Executor, VersionState } from "../storage/schema.ts";
+import type { Database, Executor, VersionState } from "../storage/schema.ts";
 import type { ServicePurpose } from "./paths.ts";
 import type { ParentVersion, createVersionSealer } from "./sealing.ts";
 import type { KeyChange, KeyTreeDeps, RotateOptions, VersionInfo } from "./types.ts";
@@ -13,7 +15,7 @@ const DEFAULT_SIGN_RETIRE_AFTER_MS = 20 * 60_000;
 
 interface LifecycleDeps extends KeyTreeDeps {
   sealer: ReturnType<typeof createVersionSealer>;
-  recordChange(ex: Executor, change: KeyChange): Promise<void>;
+  recordChange(trx: Transaction<Database>, change: KeyChange): Promise<void>;
   parentVersionFor(parentId: string | null): Promise<ParentVersion | null>;
   resolveKey(reference: string, impliedPurpose?: ServicePurpose): Promise<KeyRow>;
 }
@@ -99,7 +101,7 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
   }
 
   /** The current primary becomes active; a `sign` version gets the moment it leaves the JWKS. */
-  async function demotePrimary(key: KeyRow, now: number, trx: Executor): Promise<void> {
+  async function demotePrimary(key: KeyRow, now: number, trx: Transaction<Database>): Promise<void> {
     const current = await storage.versions.primary(key.id, trx);
     if (current === undefined) return;
 

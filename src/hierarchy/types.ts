@@ -1,6 +1,9 @@
+import type { Transaction } from "kysely";
+
 import type { Clock } from "../clock.ts";
 import type { RootProvider } from "../root/types.ts";
 import type {
+  Database,
   Executor,
   KeyAlgorithm,
   KeyKind,
@@ -82,7 +85,7 @@ export interface KeyTreeDeps {
   cache: MaterialCache;
   logger: TreeLogger;
   /** Called inside each change's transaction (the audit writer plugs in here). */
-  onChange?: (ex: Executor, change: KeyChange) => Promise<void>;
+  onChange?: (trx: Transaction<Database>, change: KeyChange) => Promise<void>;
   /**
    * How long a `sign` version stays published after it stops being primary: the maximum token
    * TTL plus a margin, in milliseconds. Defaults to 15 minutes plus 5 minutes.

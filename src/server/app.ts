@@ -9,6 +9,7 @@ import { ArborError } from "../errors/index.ts";
 import { ANONYMOUS, type ServerDeps } from "./deps.ts";
 import { errorBody, registerErrorHandling, toClientError } from "./errors.ts";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.ts";
+import { runAsActor } from "../audit/context.ts";
 import { createAuditRecorder, newAuditState } from "./plugins/audit.ts";
 import { registerAuthentication } from "./plugins/authenticate.ts";
 import { registerAuthorization } from "./plugins/authorize.ts";
@@ -19,6 +20,7 @@ import { RequestLogController } from "./request-log.ts";
 import { enforceRouteDeclarations } from "./route-check.ts";
 import { routeMeta } from "./route-config.ts";
 import { registerApplyRoute } from "./routes/apply.ts";
+import { registerAuditRoutes } from "./routes/audit.ts";
 import type { RouteContext } from "./routes/context.ts";
 import { registerEnvelopeRoutes } from "./routes/envelope.ts";
 import { registerIssuerRoutes } from "./routes/issuers.ts";
@@ -93,7 +95,17 @@ export async function buildApp(
     request.principal = ANONYMOUS;
     request.auditState = newAuditState();
     request.failure = null;
-    done();
+    // Every later hook and the handler run inside this context, so an event written inside a
+    // component's transaction (a key change) names the request's principal.
+    runAsActor(
+      {
+        principal: () => request.principal,
+        sourceAddress: () => request.ip ?? null,
+        requestId: () => request.id,
+        writtenInTransaction: request.auditState.writtenInTransaction,
+      },
+      done,
+    );
   });
 
   registerRequestIdHeader(app);
@@ -133,6 +145,7 @@ export async function buildApp(
   registerKeyRoutes(app, context);
   registerEnvelopeRoutes(app, context);
   registerOperatorTokenRoutes(app, context);
+  registerAuditRoutes(app, context);
   registerApplyRoute(app, context);
   if (deps.tokens !== undefined) {
     const tokenContext = { ...context, tokens: deps.tokens };

@@ -5,6 +5,12 @@ import type { Logger } from "pino";
 import { Registry } from "prom-client";
 
 import { GroupCommitter } from "../audit/group-commit.ts";
+import { createAuditKey } from "../audit/audit-key.ts";
+import { createCheckpointer } from "../audit/checkpointer.ts";
+import { checkCompleteness } from "../audit/completeness.ts";
+import { auditKeyChanges } from "../audit/key-events.ts";
+import { createAuditLogStore } from "../audit/log-store.ts";
+import { createRetention } from "../audit/retention.ts";
 import { createSqlAuditWriter } from "../audit/sql-writer.ts";
 import { systemClock, type Clock } from "../clock.ts";
 import { ArborError, isArborError } from "../errors/index.ts";
@@ -64,6 +70,13 @@ export async function startArbor(
       maxEntries: config.limits.cacheMaxEntries,
       ttlMs: config.limits.cacheTtlMs,
     });
+    const auditStore = createAuditLogStore(storage.db);
+    const checkpointer = createCheckpointer({ storage, store: auditStore, root, clock, logger });
+    const audit = createSqlAuditWriter(new GroupCommitter(storage), {
+      onCommitted: () => checkpointer.noteCommitted(),
+    });
+    const auditKey = createAuditKey({ storage, root, clock });
+    const retention = createRetention({ storage, store: auditStore, clock, exporters: () => [] });
     // Sign versions stay published for the maximum token lifetime plus a margin.
     const keyTree = createKeyTree({
       storage,
@@ -72,8 +85,9 @@ export async function startArbor(
       cache,
       logger,
       signRetireAfterMs: signRetireAfterMs(),
+      // Each key change and its audit event commit together or not at all.
+      onChange: auditKeyChanges(audit),
     });
-    const audit = createSqlAuditWriter(new GroupCommitter(storage));
 
     // Service principals (access tokens) reach only their own service's keys, both in the
     // routes' look-ups and in the envelope service's.
@@ -84,6 +98,13 @@ export async function startArbor(
       envelope: createEnvelopeService({ keyTree: scopedKeyTree }),
       operators: createOperatorTokenService({ storage, clock }),
       audit,
+      auditKey,
+      auditLog: {
+        store: auditStore,
+        checkpointer,
+        completeness: () => checkCompleteness(storage.db),
+        prune: (through) => retention.prune(through),
+      },
       authorizer: allowAllAuthorizer,
       metrics,
       clock,
@@ -151,6 +172,7 @@ export async function startArbor(
       MAINTENANCE_INTERVAL_MS,
     );
     maintenance.unref();
+    checkpointer.start();
     logger.info({ address, storage: config.storage.kind }, "arbor listening");
 
     return {
@@ -159,6 +181,12 @@ export async function startArbor(
       async close() {
         clearInterval(maintenance);
         await app.close();
+        // A last checkpoint while the root can still sign, so a clean stop leaves the tail signed.
+        await checkpointer.checkpoint().catch((error: unknown) => {
+          logger.warn({ err: error }, "the final audit checkpoint could not be signed");
+        });
+        await checkpointer.stop();
+        auditKey.forget();
         root.seal();
         await root.close?.();
         keyTree.clearCache();

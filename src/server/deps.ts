@@ -1,6 +1,11 @@
 import type { FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 
+import type { AuditKey } from "../audit/audit-key.ts";
+import type { Checkpointer } from "../audit/checkpointer.ts";
+import type { CompletenessReport } from "../audit/completeness.ts";
+import type { AuditLogStore } from "../audit/log-store.ts";
+import type { PruneResult } from "../audit/retention.ts";
 import type { AuditWriter } from "../audit/types.ts";
 import type { Clock } from "../clock.ts";
 import type { KeyScope, KeyTree } from "../hierarchy/index.ts";
@@ -152,6 +157,15 @@ export interface ServerDeps {
   envelope: EnvelopeService;
   operators: OperatorTokenService;
   audit: AuditWriter;
+  /** The chained audit log's reads, checkpoints and retention; absent in tests without them. */
+  auditLog?: {
+    store: AuditLogStore;
+    checkpointer: Pick<Checkpointer, "checkpoint">;
+    completeness(): Promise<CompletenessReport>;
+    prune(through: number): Promise<PruneResult | null>;
+  };
+  /** HMAC fingerprints for audit events; absent in tests that do not need them. */
+  auditKey?: Pick<AuditKey, "fingerprint">;
   authorizer: Authorizer;
   metrics: ServerMetrics;
   clock: Clock;

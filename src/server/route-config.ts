@@ -14,7 +14,8 @@ export type RouteResource =
   | "api_document"
   | "service_principal"
   | "access_token"
-  | "issuer";
+  | "issuer"
+  | "audit_log";
 
 /**
  * Metadata every `/v1` route declares. The authentication, authorization and audit hooks read it,

@@ -14,6 +14,10 @@ export interface Database {
   outbox: OutboxTable;
   issuances: IssuancesTable;
   audit_events: AuditEventsTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_export_cursors: AuditExportCursorsTable;
+  audit_keys: AuditKeysTable;
+  audit_anchor: AuditAnchorTable;
   operator_tokens: OperatorTokensTable;
   service_principals: ServicePrincipalsTable;
   client_secrets: ClientSecretsTable;
@@ -175,6 +179,47 @@ export interface AuditEventsTable {
   error_code: string | null;
   /** JSON object of event-specific fields; never secrets. */
   details: string;
+  /** Hash of the previous record (lowercase hex), or the genesis or anchor hash. */
+  prev_hash: string | null;
+  /** RFC 9162 leaf hash of `record` (lowercase hex). */
+  hash: string | null;
+  /** The record's RFC 8785 canonical JSON: the bytes that are hashed and exported. */
+  record: string | null;
+}
+
+/** A signed tree head over the first `tree_size` records. */
+export interface AuditCheckpointsTable {
+  tree_size: number;
+  prev_tree_size: number;
+  root_hash: string;
+  at: number;
+  /** The signed checkpoint, `{body, signature}` JSON, exactly as exported. */
+  signed: string;
+}
+
+export interface AuditExportCursorsTable {
+  exporter: string;
+  /** Highest sequence number the exporter's target acknowledged. */
+  seq: number;
+  updated_at: number;
+}
+
+/** The audit HMAC key, wrapped by the root; one row. */
+export interface AuditKeysTable {
+  id: number;
+  root_version: number;
+  wrapped: Uint8Array;
+  created_at: number;
+}
+
+/** What retention pruned: enough to keep verifying the records that remain; one row. */
+export interface AuditAnchorTable {
+  id: number;
+  pruned_through: number;
+  last_hash: string;
+  /** JSON of the Merkle frontier over the pruned prefix. */
+  frontier: string;
+  at: number;
 }
 
 /** An OAuth client of one service, which obtains access tokens signed by the service's sign key. */

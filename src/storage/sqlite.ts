@@ -127,3 +127,13 @@ function cachingStatements(raw: Sqlite.Database): SqliteDatabase {
     },
   };
 }
+
+/**
+ * Opens an existing database read-only, without migrating it: for `arbor audit verify --db`,
+ * which must be able to check a copy of the log without a server and without changing it.
+ */
+export function openSqliteReadOnly(filename: string): Kysely<Database> {
+  const raw = new Sqlite(filename, { readonly: true, fileMustExist: true });
+  raw.pragma("busy_timeout = 5000");
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) });
+}

@@ -5,8 +5,21 @@ import type { FastifyInstance, LightMyRequestResponse } from "fastify";
 import { Registry } from "prom-client";
 
 import { GroupCommitter } from "../../src/audit/group-commit.ts";
-import { auditUnavailable, createSqlAuditWriter } from "../../src/audit/sql-writer.ts";
-import type { AuditEvent, AuditWriter } from "../../src/audit/types.ts";
+import type { Transaction } from "kysely";
+
+import { createAuditKey } from "../../src/audit/audit-key.ts";
+import { createCheckpointer } from "../../src/audit/checkpointer.ts";
+import { checkCompleteness } from "../../src/audit/completeness.ts";
+import { auditKeyChanges } from "../../src/audit/key-events.ts";
+import { createAuditLogStore } from "../../src/audit/log-store.ts";
+import { createRetention } from "../../src/audit/retention.ts";
+import {
+  auditUnavailable,
+  createSqlAuditWriter,
+  type SqlAuditWriter,
+} from "../../src/audit/sql-writer.ts";
+import type { AuditEvent } from "../../src/audit/types.ts";
+import type { Database } from "../../src/storage/schema.ts";
 import { createEnvelopeService } from "../../src/envelope/service.ts";
 import { createKeyTree, MaterialCache } from "../../src/hierarchy/index.ts";
 import { createOperatorTokenService } from "../../src/operators/index.ts";
@@ -52,18 +65,27 @@ export class LogCapture extends Writable {
  * The real durable audit writer with a switch that makes every write fail like an unavailable
  * store, and a record of the events that were written.
  */
-export class SwitchableAuditWriter implements AuditWriter {
+export class SwitchableAuditWriter implements SqlAuditWriter {
   readonly events: AuditEvent[] = [];
   failing = false;
-  readonly #inner: AuditWriter;
+  readonly #inner: SqlAuditWriter;
 
-  constructor(inner: AuditWriter) {
+  constructor(inner: SqlAuditWriter) {
     this.#inner = inner;
   }
 
   async write(event: AuditEvent): Promise<void> {
     if (this.failing) throw auditUnavailable(new Error("audit store switched off by the test"));
     await this.#inner.write(event);
+    this.events.push(event);
+  }
+
+  /** Events of state changes, written in the change's own transaction (key changes). */
+  async writeInTransaction(trx: Transaction<Database>, event: AuditEvent): Promise<void> {
+    if (this.failing) throw auditUnavailable(new Error("audit store switched off by the test"));
+    await this.#inner.writeInTransaction(trx, event);
+    // Recorded after the transaction commits would be exact; a rolled-back change is rare in
+    // these tests and its record disappears from the table, which is what tests read.
     this.events.push(event);
   }
 
@@ -113,8 +135,18 @@ export async function openServer(options: HarnessOptions = {}): Promise<ServerHa
     metrics: metrics.rootMetrics,
   });
   const cache = new MaterialCache({ clock, maxEntries: 100, ttlMs: 60_000 });
-  const keyTree = createKeyTree({ storage, root, clock, cache, logger });
+  const auditStore = createAuditLogStore(storage.db);
+  const checkpointer = createCheckpointer({ storage, store: auditStore, root, clock, logger });
   const audit = new SwitchableAuditWriter(createSqlAuditWriter(new GroupCommitter(storage)));
+  const keyTree = createKeyTree({
+    storage,
+    root,
+    clock,
+    cache,
+    logger,
+    onChange: auditKeyChanges(audit),
+  });
+  const retention = createRetention({ storage, store: auditStore, clock, exporters: () => [] });
 
   const deps: ServerDeps = {
     keyTree,
@@ -122,6 +154,13 @@ export async function openServer(options: HarnessOptions = {}): Promise<ServerHa
     envelope: createEnvelopeService({ keyTree }),
     operators: createOperatorTokenService({ storage, clock }),
     audit,
+    auditKey: createAuditKey({ storage, root, clock }),
+    auditLog: {
+      store: auditStore,
+      checkpointer,
+      completeness: () => checkCompleteness(storage.db),
+      prune: (through) => retention.prune(through),
+    },
     authorizer: options.authorizer ?? allowAllAuthorizer,
     metrics,
     clock,

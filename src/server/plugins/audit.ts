@@ -25,10 +25,15 @@ export interface AuditState {
    */
   settled: boolean;
   fields: AuditFields;
+  /**
+   * Event types a component already wrote in the transaction of its state change (a key change
+   * in the key tree). The route's success event of the same type is then not written again.
+   */
+  writtenInTransaction: Set<AuditEventType>;
 }
 
 export function newAuditState(): AuditState {
-  return { settled: false, fields: {} };
+  return { settled: false, fields: {}, writtenInTransaction: new Set() };
 }
 
 export type AuditRecorder = ReturnType<typeof createAuditRecorder>;
@@ -38,7 +43,9 @@ export type AuditRecorder = ReturnType<typeof createAuditRecorder>;
  * first). A write that fails becomes AUDIT_UNAVAILABLE (503), and the caller lets it propagate so
  * that no credential or response leaves.
  */
-export function createAuditRecorder(deps: Pick<ServerDeps, "audit" | "clock" | "metrics">) {
+export function createAuditRecorder(
+  deps: Pick<ServerDeps, "audit" | "clock" | "metrics" | "auditKey">,
+) {
   async function write(
     request: FastifyRequest,
     type: AuditEventType,
@@ -98,6 +105,7 @@ export function createAuditRecorder(deps: Pick<ServerDeps, "audit" | "clock" | "
 
     note(request, fields);
     request.auditState.settled = true;
+    if (request.auditState.writtenInTransaction.has(type)) return;
     await write(request, type, "success", null, request.auditState.fields);
   }
 
@@ -110,16 +118,26 @@ export function createAuditRecorder(deps: Pick<ServerDeps, "audit" | "clock" | "
     await write(request, type, "success", null, fields);
   }
 
-  /** Writes `auth.failed` or `authz.denied`; the request gets no other event. */
+  /**
+   * Writes `auth.failed` or `authz.denied`; the request gets no other event. A `presented`
+   * credential is never written: the event carries its HMAC under the audit key
+   * (`credentialHmac`), so repeated use of the same wrong or stolen secret can be correlated.
+   */
   async function rejection(
     request: FastifyRequest,
     type: "auth.failed" | "authz.denied",
     errorCode: string,
     details: Record<string, DetailValue> = {},
+    presented?: { kind: string; value: string },
   ): Promise<void> {
     request.auditState.settled = true;
     const outcome = type === "auth.failed" ? "failure" : "denied";
-    await write(request, type, outcome, errorCode, { details });
+    const credentialHmac =
+      presented === undefined || deps.auditKey === undefined
+        ? undefined
+        : await deps.auditKey.fingerprint(presented.kind, presented.value);
+    const all = credentialHmac === undefined ? details : { ...details, credentialHmac };
+    await write(request, type, outcome, errorCode, { details: all });
   }
 
   /**

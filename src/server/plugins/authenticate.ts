@@ -57,7 +57,10 @@ export function registerAuthentication(
       if (!isArborError(error, "UNAUTHENTICATED") && !isArborError(error, "INVALID_SECRET")) {
         throw error;
       }
-      await audit.rejection(request, "auth.failed", "UNAUTHENTICATED", failureDetails(error));
+      await audit.rejection(request, "auth.failed", "UNAUTHENTICATED", failureDetails(error), {
+        kind: "operator-token",
+        value: token,
+      });
       throw new ArborError(
         "UNAUTHENTICATED",
         "invalid bearer token: the token is unknown, expired, revoked or mistyped",

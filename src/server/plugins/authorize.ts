@@ -33,7 +33,8 @@ export function registerAuthorization(
 
     // Sealing, cancelling an unseal and reading metrics act on every environment at once, so a
     // token scoped to one environment must not reach them.
-    if (meta.resource === "sys" && principal.environment !== null) {
+    // The audit log spans every environment and tenant, so the same holds for reading it.
+    if ((meta.resource === "sys" || meta.resource === "audit_log") && principal.environment !== null) {
       await audit.rejection(request, "authz.denied", "FORBIDDEN", { reason: "scoped token" });
       throw new ArborError(
         "FORBIDDEN",

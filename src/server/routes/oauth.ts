@@ -337,10 +337,13 @@ async function authenticateTokenCaller(
       throw error;
     }
     const cause = error.cause as Partial<OperatorAuthenticationFailure> | undefined;
-    await ctx.audit.rejection(request, "auth.failed", "UNAUTHENTICATED", {
-      reason: cause?.reason ?? "invalid token",
-      tokenId: cause?.tokenId ?? null,
-    });
+    await ctx.audit.rejection(
+      request,
+      "auth.failed",
+      "UNAUTHENTICATED",
+      { reason: cause?.reason ?? "invalid token", tokenId: cause?.tokenId ?? null },
+      { kind: "operator-token", value: caller.token },
+    );
     throw new ArborError(
       "UNAUTHENTICATED",
       "invalid bearer token: only operator tokens or client credentials may call this endpoint",
@@ -371,7 +374,10 @@ async function authenticateClient(
       clientId: cause?.clientId ?? null,
       method: credentials.method,
     };
-    if (asRejection) await ctx.audit.rejection(request, "auth.failed", "UNAUTHENTICATED", details);
+    const presented = { kind: "client-secret", value: credentials.clientSecret };
+    if (asRejection) {
+      await ctx.audit.rejection(request, "auth.failed", "UNAUTHENTICATED", details, presented);
+    }
     else ctx.audit.note(request, { details });
     throw error;
   }

@@ -1,0 +1,232 @@
+import { ArborError } from "../errors/index.ts";
+import type { SignedCheckpoint } from "./checkpoint.ts";
+import type { AuditLogStore, StoredRecord } from "./log-store.ts";
+import { inclusionProof } from "./merkle.ts";
+import { parseRecord, type AuditRecord } from "./record.ts";
+
+/** One step of a trace, root first: the record that established a version or issued a credential. */
+export interface TraceStep {
+  /** `root@N`, `key_…@N`, or the credential id. */
+  ref: string;
+  kind: "root" | "key" | "credential";
+  /** Sequence number of the establishing record; null if the log holds none (see `note`). */
+  seq: number | null;
+  type: string | null;
+  at: number | null;
+  principal: string | null;
+  path: string | null;
+  note: string | null;
+}
+
+export interface Trace {
+  subject: string;
+  steps: TraceStep[];
+  /** Every other record naming the credential (introspection, revocation, decryptions). */
+  uses: { seq: number; type: string; outcome: string; at: number }[];
+}
+
+/** Records that hand out a credential, and so start a trace. */
+const ISSUING_TYPES = new Set([
+  "token.issued",
+  "data_key.issued",
+  "operator_token.created",
+  "sys.initialized",
+  "service.created",
+  "service.secret_rotated",
+]);
+const ROOT_TYPES = ["sys.initialized", "sys.root_rotated"];
+const KEY_TYPES = ["key.created", "key.rotated"];
+const KEY_REF = /^(root|key_[a-z0-9]+)@([1-9][0-9]{0,9})$/;
+
+/** True when `record` establishes the version `ref` names: the predicate proofs check too. */
+export function establishes(record: AuditRecord, ref: string): boolean {
+  const match = KEY_REF.exec(ref);
+  if (match === null || record.outcome !== "success") return false;
+  const [, keyId, version] = match;
+  if (keyId === "root") {
+    return ROOT_TYPES.includes(record.type) && record.details.rootVersion === Number(version);
+  }
+  return (
+    KEY_TYPES.includes(record.type) &&
+    record.keyId === keyId &&
+    record.keyVersion === Number(version)
+  );
+}
+
+/**
+ * Follows a credential id (token id, data key id) or a key version (`key_…@N`, `root@N`) to the
+ * root: the record that issued the credential, then the record that established each version in
+ * its chain. Each step names the sequence number that proves it.
+ */
+export async function traceSubject(store: AuditLogStore, subject: string): Promise<Trace> {
+  let chain: string[];
+  const steps: TraceStep[] = [];
+  let uses: Trace["uses"] = [];
+
+  if (KEY_REF.test(subject)) {
+    chain = await chainOfVersion(store, subject);
+  } else {
+    const records = await store.byCredential(subject);
+    const issuing = records.find((row) => ISSUING_TYPES.has(row.type) && row.outcome === "success");
+    if (issuing === undefined) {
+      throw new ArborError(
+        "NOT_FOUND",
+        `the audit log holds no issuance of ${JSON.stringify(subject)}; pass a token id, a data key id or a key version such as key_…@3`,
+        { parameter: "id", value: subject },
+      );
+    }
+    const record = parseRecord(issuing.record ?? "");
+    chain = record.chain;
+    uses = records
+      .filter((row) => row.seq !== issuing.seq)
+      .map((row) => ({ seq: row.seq, type: row.type, outcome: row.outcome, at: row.at }));
+    steps.push(stepOf(subject, "credential", issuing, record));
+  }
+
+  const versionSteps: TraceStep[] = [];
+  for (const ref of chain) versionSteps.push(await establishingStep(store, ref));
+  return { subject, steps: [...versionSteps, ...steps], uses };
+}
+
+/** The chain of a key version, from the parents its establishing records name. */
+async function chainOfVersion(store: AuditLogStore, ref: string): Promise<string[]> {
+  const chain = [ref];
+  let current = ref;
+  // A tree is at most root, master and service deep; the bound stops a damaged log from looping.
+  for (let depth = 0; depth < 8 && !current.startsWith("root@"); depth++) {
+    const row = await findEstablishing(store, current);
+    if (row === null) break;
+    const parent = parseRecord(row.record ?? "").chain[0];
+    if (parent === undefined || parent === current) break;
+    chain.unshift(parent);
+    current = parent;
+  }
+  return chain;
+}
+
+async function findEstablishing(store: AuditLogStore, ref: string): Promise<StoredRecord | null> {
+  const match = KEY_REF.exec(ref);
+  if (match === null) return null;
+  const [, keyId, version] = match;
+  const candidates =
+    keyId === "root"
+      ? await store.byType(ROOT_TYPES, 1_000)
+      : await store.byKeyVersion(keyId!, Number(version), KEY_TYPES);
+  for (const row of candidates) {
+    if (row.record !== null && establishes(parseRecord(row.record), ref)) return row;
+  }
+  return null;
+}
+
+async function establishingStep(store: AuditLogStore, ref: string): Promise<TraceStep> {
+  const kind = ref.startsWith("root@") ? "root" : "key";
+  const row = await findEstablishing(store, ref);
+  if (row === null) {
+    return {
+      ref,
+      kind,
+      seq: null,
+      type: null,
+      at: null,
+      principal: null,
+      path: null,
+      note:
+        kind === "root"
+          ? "no record: this root version was created before the audit log recorded it, or outside the server"
+          : "no record: this version was created before the audit log recorded key changes, or the record was pruned",
+    };
+  }
+  return stepOf(ref, kind, row, parseRecord(row.record ?? ""));
+}
+
+function stepOf(
+  ref: string,
+  kind: TraceStep["kind"],
+  row: StoredRecord,
+  record: AuditRecord,
+): TraceStep {
+  const path = record.details.path;
+  return {
+    ref,
+    kind,
+    seq: row.seq,
+    type: row.type,
+    at: row.at,
+    principal: `${record.principal.type}:${record.principal.id}`,
+    path: typeof path === "string" ? path : null,
+    note: null,
+  };
+}
+
+/** A proof file: the trace's records, their inclusion proofs and a signed tree head. */
+export interface ProofFile {
+  v: 1;
+  kind: "arbor-audit-proof";
+  subject: string;
+  checkpoint: SignedCheckpoint;
+  entries: { record: string; leafIndex: number; inclusion: string[] }[];
+}
+
+/**
+ * Builds the proof of a trace against the newest checkpoint that covers all of its records. Only
+ * the trace's own records and sibling hashes are included, so the proof reveals no other record.
+ */
+export async function buildProof(store: AuditLogStore, trace: Trace): Promise<ProofFile> {
+  const seqs = trace.steps.flatMap((step) => (step.seq === null ? [] : [step.seq]));
+  const missing = trace.steps.find((step) => step.seq === null);
+  if (missing !== undefined) {
+    throw new ArborError(
+      "AUDIT_PROOF_UNAVAILABLE",
+      `no proof can be built for ${trace.subject}: ${missing.ref} has ${missing.note ?? "no record"}`,
+      { parameter: "id", value: trace.subject },
+    );
+  }
+  const highest = Math.max(...seqs);
+  const latest = await store.latestCheckpoint();
+  if (latest === null || latest.treeSize < highest) {
+    throw new ArborError(
+      "AUDIT_PROOF_UNAVAILABLE",
+      `no signed checkpoint covers record ${highest} yet; wait for the next checkpoint or run \`arbor audit checkpoint\``,
+      { parameter: "id", value: trace.subject },
+    );
+  }
+  const anchor = await store.anchor();
+  const prunedThrough = anchor?.prunedThrough ?? 0;
+  if (Math.min(...seqs) <= prunedThrough) {
+    throw new ArborError(
+      "AUDIT_PROOF_UNAVAILABLE",
+      `records up to ${prunedThrough} were pruned by retention, so ${trace.subject} can no longer be proven`,
+      { parameter: "id", value: trace.subject },
+    );
+  }
+  if (prunedThrough > 0) {
+    // NOTE: inclusion proofs over a pruned prefix would need the pruned subtrees' inner nodes;
+    // the anchor keeps only the frontier, so proofs after retention are not built yet.
+    throw new ArborError(
+      "AUDIT_PROOF_UNAVAILABLE",
+      "proofs are not available once retention has pruned records",
+      { parameter: "id", value: trace.subject },
+    );
+  }
+
+  const leaves = (await store.hashes(0, latest.treeSize)).map((row) =>
+    Buffer.from(row.hash, "hex"),
+  );
+  const getLeaf = (index: number): Uint8Array => leaves[index]!;
+  const unique = [...new Set(seqs)].sort((a, b) => a - b);
+  const rows = await store.recordsBySeq(unique);
+  const entries = rows.map((row) => ({
+    record: row.record ?? "",
+    leafIndex: row.seq - 1,
+    inclusion: inclusionProof(row.seq - 1, latest.treeSize, getLeaf).map((hash) =>
+      Buffer.from(hash).toString("hex"),
+    ),
+  }));
+  return {
+    v: 1,
+    kind: "arbor-audit-proof",
+    subject: trace.subject,
+    checkpoint: JSON.parse(latest.signed) as SignedCheckpoint,
+    entries,
+  };
+}

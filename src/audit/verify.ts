@@ -1,0 +1,281 @@
+import type { JsonWebKey } from "node:crypto";
+
+import { verifyCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
+import type { AuditLogReader, StoredRecord } from "./log-store.ts";
+import { MerkleFrontier } from "./merkle.ts";
+import { canonicalRecordBytes, GENESIS_HASH, leafHashOfBytes, parseRecord } from "./record.ts";
+
+/** The kinds of damage verification names; a stable contract of `arbor audit verify --json`. */
+export type DamageKind =
+  "modified" | "deleted" | "reordered" | "truncated" | "checkpoint_missing" | "checkpoint_forged";
+
+export interface Damage {
+  kind: DamageKind;
+  /** The first sequence number at which the damage shows. */
+  seq: number;
+  message: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  /** Records checked, and the first and last sequence numbers seen. */
+  records: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  /** Checkpoints whose signature and root hash were checked against the records. */
+  checkpointsVerified: number;
+  /** The newest checkpoint covering the log, if any. */
+  latestCheckpoint: number | null;
+  damage: Damage | null;
+}
+
+export interface VerifyOptions {
+  /** Checkpoints kept outside the database (exported), which catch truncation with deletion. */
+  externalCheckpoints?: SignedCheckpoint[];
+  /** Records read per page. */
+  pageSize?: number;
+}
+
+const PAGE = 5_000;
+
+/**
+ * Verifies the audit log end to end: every record's hash over its canonical bytes, the hash
+ * chain, gapless sequence numbers, and every checkpoint (signature under `publicKey`, root hash
+ * recomputed from the records, the checkpoints' own chain of tree sizes). Stops at the first
+ * damage and names its sequence number and kind.
+ */
+export async function verifyAuditLog(
+  reader: AuditLogReader,
+  publicKey: JsonWebKey,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const pageSize = options.pageSize ?? PAGE;
+  const report: VerifyReport = {
+    ok: true,
+    records: 0,
+    firstSeq: null,
+    lastSeq: null,
+    checkpointsVerified: 0,
+    latestCheckpoint: null,
+    damage: null,
+  };
+  const fail = (kind: DamageKind, seq: number, message: string): VerifyReport => {
+    report.ok = false;
+    report.damage = { kind, seq, message };
+    return report;
+  };
+
+  const anchor = await reader.anchor();
+  const stored = await reader.checkpoints();
+
+  // Checkpoints by tree size: stored ones first; an external one of the same size must agree.
+  const checkpoints = new Map<number, { signed: SignedCheckpoint; source: string }>();
+  for (const row of stored) {
+    const signed = parseSigned(row.signed);
+    if (
+      signed === null ||
+      signed.body.treeSize !== row.treeSize ||
+      signed.body.rootHash !== row.rootHash ||
+      signed.body.prevTreeSize !== row.prevTreeSize ||
+      !verifyCheckpoint(signed, publicKey)
+    ) {
+      return fail(
+        "checkpoint_forged",
+        row.treeSize,
+        `checkpoint at tree size ${row.treeSize} does not carry a valid signature`,
+      );
+    }
+    checkpoints.set(row.treeSize, { signed, source: "stored" });
+  }
+  // The stored checkpoints chain by prevTreeSize; a missing link is a deleted checkpoint.
+  let previousSize = 0;
+  for (const row of stored) {
+    if (row.prevTreeSize !== previousSize && !(anchor !== null && previousSize === 0)) {
+      return fail(
+        "checkpoint_missing",
+        row.prevTreeSize,
+        `checkpoint at tree size ${row.treeSize} follows one at ${row.prevTreeSize}, which is missing`,
+      );
+    }
+    previousSize = row.treeSize;
+  }
+  for (const external of options.externalCheckpoints ?? []) {
+    if (!verifyCheckpoint(external, publicKey)) {
+      return fail(
+        "checkpoint_forged",
+        external.body.treeSize,
+        `the external checkpoint at tree size ${external.body.treeSize} does not carry a valid signature`,
+      );
+    }
+    const known = checkpoints.get(external.body.treeSize);
+    if (known !== undefined && known.signed.body.rootHash !== external.body.rootHash) {
+      return fail(
+        "modified",
+        external.body.treeSize,
+        `the stored checkpoint at tree size ${external.body.treeSize} differs from the external one`,
+      );
+    }
+    if (known === undefined)
+      checkpoints.set(external.body.treeSize, { signed: external, source: "external" });
+  }
+
+  let frontier = new MerkleFrontier();
+  let prevHash = GENESIS_HASH;
+  let expected = 1;
+  if (anchor !== null) {
+    frontier = MerkleFrontier.fromJSON(anchor.frontier);
+    prevHash = anchor.lastHash;
+    expected = anchor.prunedThrough + 1;
+    if (frontier.size !== anchor.prunedThrough) {
+      return fail("modified", anchor.prunedThrough, "the retention anchor is inconsistent");
+    }
+    const cover = checkpoints.get(anchor.prunedThrough);
+    if (cover === undefined) {
+      return fail(
+        "checkpoint_missing",
+        anchor.prunedThrough,
+        `no checkpoint covers the records pruned through ${anchor.prunedThrough}`,
+      );
+    }
+    if (Buffer.from(frontier.root()).toString("hex") !== cover.signed.body.rootHash) {
+      return fail(
+        "modified",
+        anchor.prunedThrough,
+        "the retention anchor does not match its checkpoint",
+      );
+    }
+    report.checkpointsVerified++;
+  }
+
+  for (;;) {
+    const page = await reader.records(expected - 1, pageSize);
+    if (page.length === 0) break;
+    for (const row of page) {
+      const damage = checkRecord(row, expected, prevHash, checkpoints);
+      if (damage !== null) return fail(damage.kind, damage.seq, damage.message);
+
+      const hash = row.hash!;
+      frontier.append(Buffer.from(hash, "hex"));
+      prevHash = hash;
+      report.records++;
+      report.firstSeq ??= row.seq;
+      report.lastSeq = row.seq;
+      expected = row.seq + 1;
+
+      const cover = checkpoints.get(frontier.size);
+      if (cover !== undefined) {
+        if (Buffer.from(frontier.root()).toString("hex") !== cover.signed.body.rootHash) {
+          return fail(
+            "modified",
+            frontier.size,
+            `records 1-${frontier.size} do not match the ${cover.source} checkpoint signed over them`,
+          );
+        }
+        report.checkpointsVerified++;
+        report.latestCheckpoint = frontier.size;
+      }
+    }
+  }
+
+  const lastSeq = expected - 1;
+  for (const [size, cover] of checkpoints) {
+    if (size > lastSeq) {
+      return fail(
+        "truncated",
+        lastSeq + 1,
+        `the log ends at ${lastSeq}, but a ${cover.source} checkpoint covers ${size} records`,
+      );
+    }
+  }
+  return report;
+}
+
+function checkRecord(
+  row: StoredRecord,
+  expected: number,
+  prevHash: string,
+  checkpoints: Map<number, { signed: SignedCheckpoint }>,
+): Damage | null {
+  if (row.record === null || row.hash === null) {
+    return { kind: "modified", seq: row.seq, message: `record ${row.seq} lost its chained form` };
+  }
+  let record;
+  try {
+    record = parseRecord(row.record);
+  } catch {
+    return { kind: "modified", seq: row.seq, message: `record ${row.seq} is not a valid record` };
+  }
+  if (record.seq !== row.seq) {
+    return {
+      kind: "reordered",
+      seq: row.seq,
+      message: `the record stored at ${row.seq} was written as ${record.seq}`,
+    };
+  }
+  if (row.seq > expected) {
+    return {
+      kind: "deleted",
+      seq: expected,
+      message: `records ${expected}-${row.seq - 1} are missing`,
+    };
+  }
+  const bytes = Buffer.from(row.record, "utf8");
+  const canonical = Buffer.from(canonicalRecordBytes(record));
+  const hash = Buffer.from(leafHashOfBytes(bytes)).toString("hex");
+  if (!canonical.equals(bytes) || hash !== row.hash) {
+    return { kind: "modified", seq: row.seq, message: `record ${row.seq} does not match its hash` };
+  }
+  if (record.prevHash !== prevHash || row.prevHash !== prevHash) {
+    return {
+      kind: "modified",
+      seq: row.seq,
+      message: `record ${row.seq} does not follow from record ${row.seq - 1}`,
+    };
+  }
+  if (!columnsMatch(row, record)) {
+    return {
+      kind: "modified",
+      seq: row.seq,
+      message: `the indexed columns of record ${row.seq} differ from the record`,
+    };
+  }
+  if (record.type === "audit.checkpoint") {
+    const size = record.details.treeSize;
+    if (typeof size !== "number" || !checkpoints.has(size)) {
+      return {
+        kind: "checkpoint_missing",
+        seq: row.seq,
+        message: `record ${row.seq} announces a checkpoint at tree size ${String(size)}, which is missing`,
+      };
+    }
+    if (checkpoints.get(size)!.signed.body.rootHash !== record.details.rootHash) {
+      return {
+        kind: "checkpoint_forged",
+        seq: row.seq,
+        message: `the checkpoint at tree size ${size} differs from the one record ${row.seq} announced`,
+      };
+    }
+  }
+  return null;
+}
+
+function columnsMatch(row: StoredRecord, record: ReturnType<typeof parseRecord>): boolean {
+  return (
+    row.type === record.type &&
+    row.outcome === record.outcome &&
+    row.at === record.at &&
+    row.principalType === record.principal.type &&
+    row.principalId === record.principal.id &&
+    row.keyId === record.keyId &&
+    row.keyVersion === record.keyVersion &&
+    row.credentialId === record.credentialId
+  );
+}
+
+function parseSigned(json: string): SignedCheckpoint | null {
+  try {
+    return JSON.parse(json) as SignedCheckpoint;
+  } catch {
+    return null;
+  }
+}
