@@ -43,7 +43,10 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
   async function catchUp(): Promise<MerkleFrontier> {
     if (frontier === null) {
       const anchor = await deps.store.anchor();
-      frontier = anchor === null ? new MerkleFrontier() : MerkleFrontier.fromJSON(anchor.frontier);
+      frontier =
+        anchor === null
+          ? new MerkleFrontier()
+          : MerkleFrontier.fromJSON(JSON.parse(anchor.frontier));
     }
     for (;;) {
       const page = await deps.store.hashes(frontier.size, frontier.size + 10_000);

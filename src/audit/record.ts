@@ -316,11 +316,17 @@ function requireChain(value: unknown, name: string): string[] {
 
 function requireDetails(value: unknown, name: string): Record<string, DetailValue> {
   if (!isPlainObject(value)) throw invalidArgument(name, value, "expected an object");
-  // A prototype-free copy keeps a "__proto__" key as data instead of changing the prototype.
-  const details = Object.create(null) as Record<string, DetailValue>;
+  const details: Record<string, DetailValue> = {};
   for (const key of Object.keys(value)) {
     requireString(key, `${name} key`);
-    details[key] = requireDetailValue(value[key], `${name}.${key}`);
+    // defineProperty keeps a "__proto__" key (which JSON.parse creates as an own property) as
+    // data; plain assignment would change the prototype instead.
+    Object.defineProperty(details, key, {
+      value: requireDetailValue(value[key], `${name}.${key}`),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return details;
 }

@@ -45,7 +45,7 @@ export function createRetention(deps: {
     if (through <= from) return { prunedThrough: from, removed: 0, rootHash: checkpoint.rootHash };
 
     const frontier =
-      anchor === null ? new MerkleFrontier() : MerkleFrontier.fromJSON(anchor.frontier);
+      anchor === null ? new MerkleFrontier() : MerkleFrontier.fromJSON(JSON.parse(anchor.frontier));
     const hashes = await deps.store.hashes(from, through);
     for (const { seq, hash } of hashes) {
       if (seq !== frontier.size + 1) throw damaged(`record ${frontier.size + 1} is missing`);

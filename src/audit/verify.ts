@@ -123,7 +123,11 @@ export async function verifyAuditLog(
   let prevHash = GENESIS_HASH;
   let expected = 1;
   if (anchor !== null) {
-    frontier = MerkleFrontier.fromJSON(anchor.frontier);
+    try {
+      frontier = MerkleFrontier.fromJSON(JSON.parse(anchor.frontier));
+    } catch {
+      return fail("modified", anchor.prunedThrough, "the retention anchor cannot be read");
+    }
     prevHash = anchor.lastHash;
     expected = anchor.prunedThrough + 1;
     if (frontier.size !== anchor.prunedThrough) {

@@ -296,6 +296,8 @@ class ExportLoop {
     }
 
     const batch = this.#batch;
+    this.#cursor = batch[batch.length - 1]!.seq;
+    await this.#saveCursor();
     this.#delivering = true;
     try {
       await this.#sink.deliver(batch);
