@@ -248,16 +248,32 @@ export function consistencyProofRanges(m: number, n: number): Array<[number, num
   return ranges.reverse();
 }
 
-/** Returns the inclusion proof of `leafIndex` in the tree of the first `treeSize` leaves. */
+/**
+ * Returns the inclusion proof of `leafIndex` in the tree of the first `treeSize` leaves. Reads
+ * each leaf below `treeSize` once (O(n) hashes), without recursion.
+ */
 export function inclusionProof(
   leafIndex: number,
   treeSize: number,
   getLeaf: LeafSource,
   options: ProofOptions = {},
 ): Buffer[] {
-  return inclusionProofRanges(leafIndex, treeSize).map(([start, end]) =>
-    rangeRoot(start, end, getLeaf, options.pruned),
-  );
+  return inclusionProofs([leafIndex], treeSize, getLeaf, options)[0]!;
+}
+
+/**
+ * Returns the inclusion proofs of several leaves in one pass over the leaves, so a proof file of
+ * k records costs n hashes instead of k times n.
+ */
+export function inclusionProofs(
+  leafIndexes: readonly number[],
+  treeSize: number,
+  getLeaf: LeafSource,
+  options: ProofOptions = {},
+): Buffer[][] {
+  const rangeLists = leafIndexes.map((index) => inclusionProofRanges(index, treeSize));
+  const roots = rootsOfRanges(rangeLists.flat(), getLeaf, options.pruned);
+  return rangeLists.map((ranges) => ranges.map(([start, end]) => roots.get(rangeKey(start, end))!));
 }
 
 /** Returns the consistency proof from the tree of `m` leaves to the tree of `n` leaves. */
@@ -267,17 +283,109 @@ export function consistencyProof(
   getLeaf: LeafSource,
   options: ProofOptions = {},
 ): Buffer[] {
-  return consistencyProofRanges(m, n).map(([start, end]) =>
-    rangeRoot(start, end, getLeaf, options.pruned),
-  );
+  const ranges = consistencyProofRanges(m, n);
+  const roots = rootsOfRanges(ranges, getLeaf, options.pruned);
+  return ranges.map(([start, end]) => roots.get(rangeKey(start, end))!);
 }
 
 /**
- * Returns MTH of the leaves [start, end). Every range a proof names starts at a multiple of the
- * smallest power of two not below its length, so a frontier over the range alone builds the same
- * subtrees as the whole tree does. Leaves below `pruned.size` come from the pruned frontier.
- * Throws INVALID_ARGUMENT for a range that does not start that way or that the pruned frontier
- * cannot cover.
+ * Computes the roots of proof ranges in one left-to-right pass over the leaves. Each range splits
+ * into perfect subtrees (the binary digits of its length, from its aligned start); the pass
+ * records those subtrees as a frontier completes them, and each range root is then folded from
+ * its subtrees like a frontier root. Leaves below `pruned.size` are never read: the pass starts
+ * from the pruned frontier's subtrees instead.
+ */
+function rootsOfRanges(
+  ranges: ReadonlyArray<readonly [number, number]>,
+  getLeaf: LeafSource,
+  pruned: MerkleFrontier | undefined,
+): Map<string, Buffer> {
+  const wanted = new Map<string, Buffer | null>();
+  let end = 0;
+  for (const [start, stop] of ranges) {
+    for (const [chunkStart, chunkSize] of perfectSubtrees(start, stop)) {
+      wanted.set(rangeKey(chunkStart, chunkStart + chunkSize), null);
+    }
+    end = Math.max(end, stop);
+  }
+
+  const stack: Array<{ start: number; size: number; hash: Buffer }> = [];
+  const keep = (node: { start: number; size: number; hash: Buffer }): void => {
+    const key = rangeKey(node.start, node.start + node.size);
+    if (wanted.has(key)) wanted.set(key, node.hash);
+  };
+  let next = 0;
+  if (pruned !== undefined) {
+    for (const subtree of pruned.subtrees()) {
+      stack.push(subtree);
+      keep(subtree);
+    }
+    next = pruned.size;
+  }
+  const read = typeof getLeaf === "function" ? getLeaf : (index: number) => leafAt(getLeaf, index);
+  for (; next < end; next++) {
+    const leaf = read(next);
+    requireHashBytes(leaf, `leaf ${next}`);
+    let node = { start: next, size: 1, hash: Buffer.from(leaf) };
+    keep(node);
+    // Same merge rule as MerkleFrontier.append, keeping each completed subtree's position.
+    while (stack.length > 0 && stack.at(-1)!.size === node.size) {
+      const left = stack.pop()!;
+      node = { start: left.start, size: left.size * 2, hash: nodeHash(left.hash, node.hash) };
+      keep(node);
+    }
+    stack.push(node);
+  }
+
+  const roots = new Map<string, Buffer>();
+  for (const [start, stop] of ranges) {
+    const chunks = perfectSubtrees(start, stop).map(([chunkStart, chunkSize]) => {
+      const hash = wanted.get(rangeKey(chunkStart, chunkStart + chunkSize));
+      if (hash === null || hash === undefined) {
+        throw invalidArgument(
+          "range",
+          `[${start}, ${stop})`,
+          `needs leaves below ${pruned?.size ?? 0} that retention pruned and the stored frontier does not cover`,
+        );
+      }
+      return hash;
+    });
+    let root = chunks.at(-1)!;
+    for (let i = chunks.length - 2; i >= 0; i--) root = nodeHash(chunks[i]!, root);
+    roots.set(rangeKey(start, stop), root);
+  }
+  return roots;
+}
+
+/**
+ * Splits [start, end) into perfect subtrees, largest first, as [start, size] pairs. Throws
+ * INVALID_ARGUMENT unless start is a multiple of the smallest power of two not below the length,
+ * which holds for every subtree of an RFC 9162 tree.
+ */
+function perfectSubtrees(start: number, end: number): Array<[number, number]> {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start) {
+    throw invalidArgument("range", `[${start}, ${end})`, "expected 0 <= start < end");
+  }
+  if (start % smallestPowerOfTwoAtLeast(end - start) !== 0) {
+    throw invalidArgument("range", `[${start}, ${end})`, "is not a subtree of the tree");
+  }
+  let chunkStart = start;
+  return powersOfTwoIn(end - start).map((size) => {
+    const chunk: [number, number] = [chunkStart, size];
+    chunkStart += size;
+    return chunk;
+  });
+}
+
+function rangeKey(start: number, end: number): string {
+  return `${start}:${end}`;
+}
+
+/**
+ * Returns MTH of the leaves [start, end), a subtree of the tree: `start` must be a multiple of the
+ * smallest power of two not below the range's length. Leaves below `pruned.size` come from the
+ * pruned frontier. Throws INVALID_ARGUMENT for another range, or one the pruned frontier cannot
+ * cover.
  */
 export function rangeRoot(
   start: number,
@@ -285,49 +393,7 @@ export function rangeRoot(
   getLeaf: LeafSource,
   pruned?: MerkleFrontier,
 ): Buffer {
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start) {
-    throw invalidArgument("range", `[${start}, ${end})`, "expected 0 <= start < end");
-  }
-  if (start % smallestPowerOfTwoAtLeast(end - start) !== 0) {
-    throw invalidArgument("range", `[${start}, ${end})`, "is not a subtree of the tree");
-  }
-  const frontier = new MerkleFrontier();
-  let next = start;
-  if (pruned !== undefined && start < pruned.size) {
-    next = seedFromPruned(frontier, start, end, pruned);
-  }
-  const read = typeof getLeaf === "function" ? getLeaf : (index: number) => leafAt(getLeaf, index);
-  for (; next < end; next++) frontier.append(read(next));
-  return frontier.root();
-}
-
-/**
- * Appends to `frontier` the pruned subtrees that exactly tile [start, min(end, pruned.size)) and
- * returns the first leaf index still to read.
- */
-function seedFromPruned(
-  frontier: MerkleFrontier,
-  start: number,
-  end: number,
-  pruned: MerkleFrontier,
-): number {
-  let next = start;
-  const stop = Math.min(end, pruned.size);
-  for (const subtree of pruned.subtrees()) {
-    if (next >= stop) break;
-    if (subtree.start + subtree.size <= next) continue;
-    if (subtree.start !== next || subtree.start + subtree.size > stop) break;
-    frontier.appendSubtree(subtree.size, subtree.hash);
-    next += subtree.size;
-  }
-  if (next < stop) {
-    throw invalidArgument(
-      "range",
-      `[${start}, ${end})`,
-      `needs leaves below ${pruned.size} that retention pruned and the stored frontier does not cover`,
-    );
-  }
-  return next;
+  return rootsOfRanges([[start, end]], getLeaf, pruned).get(rangeKey(start, end))!;
 }
 
 /**

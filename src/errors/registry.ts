@@ -40,6 +40,7 @@ export const errorRegistry = {
   INVALID_SCOPE: { status: 400, oauth: "invalid_scope" },
   INVALID_TARGET: { status: 400, oauth: "invalid_target" },
   UNAUTHORIZED_CLIENT: { status: 400, oauth: "unauthorized_client" },
+  INVALID_POLICY: { status: 400, oauth: "invalid_request" },
   INTERNAL: { status: 500, oauth: "server_error" },
 } as const satisfies Record<string, { status: number; oauth: string }>;
 

@@ -88,7 +88,10 @@ export const ACTIONS = {
 
   "hierarchy.apply": { resources: LISTED, groups: ["scoped-admin"] },
 
-  "audit.read": { resources: ["AuditLog"], groups: ["scoped-admin", "audit", "read"] },
+  // The audit log spans every environment and tenant, so only unscoped principals reach it.
+  "audit.read": { resources: ["AuditLog"], groups: ["audit", "read"] },
+  "audit.checkpoint": { resources: ["AuditLog"], groups: ["deployment"] },
+  "audit.prune": { resources: ["AuditLog"], groups: ["deployment"] },
 
   "policy.apply": { resources: ["Policy"], groups: ["deployment"] },
   "policy.delete": { resources: ["Policy"], groups: ["deployment"] },

@@ -102,7 +102,7 @@ when { resource.service == principal.service };`,
   },
   {
     id: "role.auditor",
-    reason: "auditors may read the audit log of their scope and nothing else",
+    reason: "auditors may read the audit log and nothing else",
     text: `permit (principal in Arbor::Role::"auditor", action in Arbor::Action::"audit", resource is Arbor::AuditLog);`,
   },
 ];

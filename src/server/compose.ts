@@ -9,6 +9,7 @@ import { createAuditKey } from "../audit/audit-key.ts";
 import { createCheckpointer } from "../audit/checkpointer.ts";
 import { checkCompleteness } from "../audit/completeness.ts";
 import { auditKeyChanges } from "../audit/key-events.ts";
+import { auditStateChanges } from "../audit/state-events.ts";
 import { createAuditLogStore } from "../audit/log-store.ts";
 import { createRetention } from "../audit/retention.ts";
 import { createSqlAuditWriter } from "../audit/sql-writer.ts";
@@ -76,6 +77,8 @@ export async function startArbor(
       onCommitted: () => checkpointer.noteCommitted(),
     });
     const auditKey = createAuditKey({ storage, root, clock });
+    // Every other state change announced on the outbox gets its record in its own transaction.
+    storage.outbox.observe(auditStateChanges(audit));
     const retention = createRetention({ storage, store: auditStore, clock, exporters: () => [] });
     // Sign versions stay published for the maximum token lifetime plus a margin.
     const keyTree = createKeyTree({

@@ -10,6 +10,7 @@ import type { AuditWriter } from "../audit/types.ts";
 import type { Clock } from "../clock.ts";
 import type { KeyScope, KeyTree } from "../hierarchy/index.ts";
 import type { OperatorPrincipal, OperatorTokenService } from "../operators/types.ts";
+import type { KeyFacts } from "../policy/entities.ts";
 import type { InitializeResult, RootProvider } from "../root/types.ts";
 import type { Storage } from "../storage/index.ts";
 import type { ServicePrincipal, TokenService } from "../tokens/index.ts";
@@ -104,12 +105,32 @@ export interface AuthorizationRequest {
   /** The kind of resource the route acts on, such as `key`. */
   resource: string;
   request: FastifyRequest;
+  /**
+   * The resource itself, once the route has resolved it (the second decision). Absent in the
+   * decision the authorization hook makes before the body is read.
+   */
+  target?: AuthorizationTarget;
 }
+
+/** A resource a route resolved: a key (or one of its versions), or a managed principal. */
+export type AuthorizationTarget =
+  | { type: "key"; key: KeyFacts; version?: number }
+  | {
+      type: "principal";
+      id: string;
+      kind: "operator" | "service";
+      /** Null reaches every environment (an unscoped operator token). */
+      environment: string | null;
+      tenant: string | null;
+      service: string | null;
+    };
 
 export interface AuthorizationDecision {
   allowed: boolean;
   /** The reason for a denial, recorded in the audit event and logs and never sent to the client. */
   reason?: string;
+  /** Set when only a break-glass grant allowed the request; every such use is audited. */
+  breakGlass?: { grantId: string; expiresAt: number };
 }
 
 /** The policy decision point every authenticated route consults before its handler runs. */

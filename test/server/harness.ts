@@ -11,6 +11,7 @@ import { createAuditKey } from "../../src/audit/audit-key.ts";
 import { createCheckpointer } from "../../src/audit/checkpointer.ts";
 import { checkCompleteness } from "../../src/audit/completeness.ts";
 import { auditKeyChanges } from "../../src/audit/key-events.ts";
+import { auditStateChanges } from "../../src/audit/state-events.ts";
 import { createAuditLogStore } from "../../src/audit/log-store.ts";
 import { createRetention } from "../../src/audit/retention.ts";
 import {
@@ -146,6 +147,7 @@ export async function openServer(options: HarnessOptions = {}): Promise<ServerHa
     logger,
     onChange: auditKeyChanges(audit),
   });
+  storage.outbox.observe(auditStateChanges(audit));
   const retention = createRetention({ storage, store: auditStore, clock, exporters: () => [] });
 
   const deps: ServerDeps = {

@@ -7,6 +7,7 @@ import { auditEventsMigration } from "./0003-audit-events.ts";
 import { pkcs11RootMigration } from "./0004-pkcs11-root.ts";
 import { servicePrincipalsMigration } from "./0005-service-principals.ts";
 import { auditChainMigration } from "./0006-audit-chain.ts";
+import { policiesMigration } from "./0007-policies.ts";
 import type { Dialect } from "./types.ts";
 
 export type { Dialect } from "./types.ts";
@@ -24,6 +25,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     "0004_pkcs11_root": pkcs11RootMigration(dialect),
     "0005_service_principals": servicePrincipalsMigration(dialect),
     "0006_audit_chain": auditChainMigration(dialect),
+    "0007_policies": policiesMigration(dialect),
   };
 }
 class InlineMigrations implements MigrationProvider {
