@@ -33,7 +33,7 @@ export function createRetention(deps: {
       const delivered = await deps.store.cursor(name);
       if (delivered < through) {
         throw new ArborError(
-          "KEY_STATE_CONFLICT",
+          "AUDIT_EXPORT_PENDING",
           `exporter ${name} has delivered records only up to ${delivered}; pruning through ${through} would lose records it has not shipped`,
           { parameter: "through", value: String(through) },
         );

@@ -35,6 +35,7 @@ export const errorRegistry = {
   STORAGE_UNAVAILABLE: { status: 503, oauth: "temporarily_unavailable" },
   AUDIT_UNAVAILABLE: { status: 503, oauth: "temporarily_unavailable" },
   AUDIT_PROOF_UNAVAILABLE: { status: 409, oauth: "invalid_request" },
+  AUDIT_EXPORT_PENDING: { status: 409, oauth: "invalid_request" },
   INVALID_GRANT: { status: 400, oauth: "invalid_grant" },
   UNSUPPORTED_GRANT_TYPE: { status: 400, oauth: "unsupported_grant_type" },
   INVALID_SCOPE: { status: 400, oauth: "invalid_scope" },

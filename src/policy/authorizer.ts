@@ -50,23 +50,16 @@ export function createCedarAuthorizer(deps: CedarAuthorizerDeps): Authorizer & {
   requestOf(input: Omit<AuthorizationRequest, "request">): DecisionRequest | null;
 } {
   function requestOf(input: Omit<AuthorizationRequest, "request">): DecisionRequest | null {
-    const principal = principalFacts(input.principal, deps.grants(), deps.clock.now());
+    const now = deps.clock.now();
+    const grants = deps.grants();
+    const principal = principalFacts(input.principal, grants, now);
     if (principal === null) return null;
     const resource =
       input.target === undefined
         ? ownScopeResource(input.action, principal)
         : targetResource(input.target);
     if (resource === null) return null;
-
-    const now = deps.clock.now();
-    const own = principalScope(principal);
-    const breakGlass = withinOwnScope(own, resource)
-      ? null
-      : (deps
-          .grants()
-          .breakGlassOf(principal.id, now)
-          .find((grant) => breakGlassCovers(grant, resource, now)) ?? null);
-    return { principal, action: input.action, resource, breakGlass, now };
+    return buildDecisionRequest(principal, input.action, resource, grants, now);
   }
 
   return {
@@ -121,6 +114,25 @@ export function createCedarAuthorizer(deps: CedarAuthorizerDeps): Authorizer & {
       },
     };
   }
+}
+
+/**
+ * Builds the Cedar request. A resource outside the principal's own scope gets the principal's
+ * unexpired break-glass grant that covers it, if there is one; expired and revoked grants are
+ * never handed to Cedar.
+ */
+export function buildDecisionRequest(
+  principal: PrincipalFacts,
+  action: string,
+  resource: ResourceFacts,
+  grants: GrantIndex,
+  now: number,
+): DecisionRequest {
+  const breakGlass = withinOwnScope(principalScope(principal), resource)
+    ? null
+    : (grants.breakGlassOf(principal.id, now).find((grant) => breakGlassCovers(grant, resource, now)) ??
+      null);
+  return { principal, action, resource, breakGlass, now };
 }
 
 function denialReason(decision: EngineDecision): string {
