@@ -4,7 +4,7 @@ import type { Storage } from "../storage/storage.ts";
 import { createCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
 import type { AuditLogStore } from "./log-store.ts";
 import { MerkleFrontier } from "./merkle.ts";
-import { SYSTEM_PRINCIPAL } from "./context.ts";
+import { actorFields, currentActor, runWithoutActor } from "./context.ts";
 import { insertEvent } from "./sql-writer.ts";
 
 export interface CheckpointerOptions {
@@ -31,13 +31,19 @@ export interface CheckpointerDeps {
  *
  * The Merkle frontier (the roots of the perfect subtrees covering the log) is kept in memory and
  * caught up from the table before each checkpoint, so records written by any writer are covered.
+ *
+ * A checkpoint's record names the acting party: the request that asked for it, or the system
+ * principal for the scheduled ones. Runs never overlap, because each one reads the previous
+ * checkpoint's tree size before it inserts its own.
  */
 export function createCheckpointer(deps: CheckpointerDeps, options: CheckpointerOptions = {}) {
   const everyRecords = options.everyRecords ?? 1_000;
   const everyMs = options.everyMs ?? 60_000;
   let frontier: MerkleFrontier | null = null;
   let sinceLast = 0;
-  let running: Promise<SignedCheckpoint | null> | null = null;
+  // The last queued run; every run starts after the one before it has finished.
+  let queue: Promise<unknown> = Promise.resolve();
+  let queued = 0;
   let timer: NodeJS.Timeout | null = null;
 
   async function catchUp(): Promise<MerkleFrontier> {
@@ -98,9 +104,7 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
         type: "audit.checkpoint",
         outcome: "success",
         at: body.at,
-        principal: { ...SYSTEM_PRINCIPAL },
-        sourceAddress: null,
-        requestId: null,
+        ...actorFields(),
         keyId: null,
         keyVersion: null,
         chain: [],
@@ -115,6 +119,7 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
         },
       });
     });
+    currentActor()?.writtenInTransaction.add("audit.checkpoint");
     sinceLast = 0;
     return signed;
   }
@@ -124,18 +129,27 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
     return row?.type === "audit.checkpoint";
   }
 
-  /** Signs a checkpoint now unless one covers every record; concurrent calls share one run. */
+  /**
+   * Signs a checkpoint now unless one covers every record. A call made while another run is in
+   * progress waits for it and then checks again, so the checkpoint it returns is its own.
+   */
   function checkpoint(): Promise<SignedCheckpoint | null> {
-    running ??= checkpointOnce().finally(() => {
-      running = null;
-    });
-    return running;
+    queued += 1;
+    const run = queue.then(checkpointOnce);
+    queue = run
+      .catch(() => undefined)
+      .finally(() => {
+        queued -= 1;
+      });
+    return run;
   }
 
   function runInBackground(): void {
-    checkpoint().catch((error: unknown) => {
-      deps.logger.error({ err: error }, "signing an audit checkpoint failed; retrying later");
-    });
+    runWithoutActor(() =>
+      checkpoint().catch((error: unknown) => {
+        deps.logger.error({ err: error }, "signing an audit checkpoint failed; retrying later");
+      }),
+    );
   }
 
   return {
@@ -143,7 +157,7 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
     /** Counts committed records; reaching `everyRecords` starts a checkpoint in the background. */
     noteCommitted(records = 1): void {
       sinceLast += records;
-      if (sinceLast >= everyRecords && running === null) runInBackground();
+      if (sinceLast >= everyRecords && queued === 0) runInBackground();
     },
     start(): void {
       timer ??= setInterval(runInBackground, everyMs);
@@ -152,7 +166,7 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
     async stop(): Promise<void> {
       if (timer !== null) clearInterval(timer);
       timer = null;
-      await running?.catch(() => undefined);
+      await queue;
     },
     /** Drops the in-memory frontier, after retention pruned records. */
     reset(): void {

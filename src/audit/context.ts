@@ -23,6 +23,15 @@ export function runAsActor<T>(actor: AuditActor, work: () => T): T {
   return actors.run(actor, work);
 }
 
+/**
+ * Runs `work` with no acting party, so its events name the system principal. Background work
+ * started from inside a request (a checkpoint that a request's commit triggered) uses it, or the
+ * request would be named as its actor.
+ */
+export function runWithoutActor<T>(work: () => T): T {
+  return actors.exit(work);
+}
+
 export function currentActor(): AuditActor | undefined {
   return actors.getStore();
 }

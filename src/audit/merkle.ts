@@ -301,11 +301,15 @@ function rootsOfRanges(
   pruned: MerkleFrontier | undefined,
 ): Map<string, Buffer> {
   const wanted = new Map<string, Buffer | null>();
+  let first = Number.POSITIVE_INFINITY;
   let end = 0;
+  let largest = 1;
   for (const [start, stop] of ranges) {
     for (const [chunkStart, chunkSize] of perfectSubtrees(start, stop)) {
       wanted.set(rangeKey(chunkStart, chunkStart + chunkSize), null);
+      largest = Math.max(largest, chunkSize);
     }
+    first = Math.min(first, start);
     end = Math.max(end, stop);
   }
 
@@ -314,8 +318,10 @@ function rootsOfRanges(
     const key = rangeKey(node.start, node.start + node.size);
     if (wanted.has(key)) wanted.set(key, node.hash);
   };
-  let next = 0;
-  if (pruned !== undefined) {
+  // A pass that starts at a multiple of the largest wanted subtree builds every wanted subtree
+  // at its true position, so the leaves before the first range need not be read.
+  let next = Math.floor(first / largest) * largest;
+  if (pruned !== undefined && next < pruned.size) {
     for (const subtree of pruned.subtrees()) {
       stack.push(subtree);
       keep(subtree);
@@ -326,7 +332,11 @@ function rootsOfRanges(
   for (; next < end; next++) {
     const leaf = read(next);
     requireHashBytes(leaf, `leaf ${next}`);
-    let node = { start: next, size: 1, hash: Buffer.from(leaf) };
+    let node: { start: number; size: number; hash: Buffer } = {
+      start: next,
+      size: 1,
+      hash: Buffer.from(leaf),
+    };
     keep(node);
     // Same merge rule as MerkleFrontier.append, keeping each completed subtree's position.
     while (stack.length > 0 && stack.at(-1)!.size === node.size) {

@@ -186,9 +186,12 @@ function copyRecord(input: AuditRecord, name: string): AuditRecord {
   return {
     seq: requireInteger(input.seq, `${name}.seq`, 1),
     prevHash: requireHash(input.prevHash, `${name}.prevHash`),
-    // Any well-formed type is accepted: a record written by a newer Arbor with a new event type
-    // must still verify with this version (records and proofs outlive releases).
-    type: requireEventType(input.type, `${name}.type`),
+    type: requireForm(
+      input.type,
+      EVENT_TYPE_FORM,
+      `${name}.type`,
+      "an event type such as key.created",
+    ),
     outcome: requireMember(input.outcome, OUTCOMES, `${name}.outcome`),
     at: requireInteger(input.at, `${name}.at`, 0),
     principal: {

@@ -3,7 +3,13 @@ import type { Insertable, Transaction } from "kysely";
 import { ArborError } from "../errors/index.ts";
 import type { AuditEventsTable, Database, Executor, IssuanceKind } from "../storage/schema.ts";
 import type { GroupCommitter } from "./group-commit.ts";
-import { buildRecord, canonicalRecordBytes, GENESIS_HASH, recordHash } from "./record.ts";
+import {
+  buildRecord,
+  canonicalRecordBytes,
+  GENESIS_HASH,
+  recordHash,
+  type AuditRecord,
+} from "./record.ts";
 import type { AuditEvent, AuditWriter } from "./types.ts";
 
 export interface SqlAuditWriter extends AuditWriter {
@@ -40,7 +46,7 @@ export function createSqlAuditWriter(
   };
 }
 
-interface ChainTail {
+export interface ChainTail {
   seq: number;
   hash: string;
 }
@@ -67,11 +73,10 @@ export async function insertEvent(trx: Transaction<Database>, event: AuditEvent)
     throw new Error("audit events are chained inside a write transaction; none is open");
   }
   const tail = tails.get(trx) ?? (await readTail(trx));
-  const record = buildRecord(event, tail.seq + 1, tail.hash);
-  const hash = recordHash(record);
+  const { record, canonical, hash } = chainRecord(event, tail);
   await trx
     .insertInto("audit_events")
-    .values(toRow(event, record.seq, tail.hash, hash, canonicalRecordBytes(record)))
+    .values(toRow(event, record.seq, tail.hash, hash, canonical))
     .execute();
   tails.set(trx, { seq: record.seq, hash });
 
@@ -97,6 +102,20 @@ export async function insertEvent(trx: Transaction<Database>, event: AuditEvent)
       revoked_at: null,
     })
     .execute();
+}
+
+/** A record chained after a tail: the record, its canonical JSON text and its leaf hash. */
+export interface ChainedRecord {
+  record: AuditRecord;
+  canonical: string;
+  hash: string;
+}
+
+/** Builds the record that follows `tail`, with the canonical JSON text and leaf hash it is stored with. */
+export function chainRecord(event: AuditEvent, tail: ChainTail): ChainedRecord {
+  const record = buildRecord(event, tail.seq + 1, tail.hash);
+  const hash = recordHash(record);
+  return { record, canonical: Buffer.from(canonicalRecordBytes(record)).toString("utf8"), hash };
 }
 
 /** The newest record, or the retention anchor when every record was pruned, or the genesis. */
@@ -143,7 +162,7 @@ function toRow(
   seq: number,
   prevHash: string,
   hash: string,
-  canonical: Uint8Array,
+  canonical: string,
 ): Insertable<AuditEventsTable> {
   return {
     seq,
@@ -162,7 +181,7 @@ function toRow(
     details: JSON.stringify(event.details),
     prev_hash: prevHash,
     hash,
-    record: Buffer.from(canonical).toString("utf8"),
+    record: canonical,
   };
 }
 

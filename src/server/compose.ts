@@ -7,6 +7,8 @@ import { Registry } from "prom-client";
 import { GroupCommitter } from "../audit/group-commit.ts";
 import { createAuditKey } from "../audit/audit-key.ts";
 import { createCheckpointer } from "../audit/checkpointer.ts";
+import { SYSTEM_PRINCIPAL } from "../audit/context.ts";
+import type { AuditEvent, AuditEventType } from "../audit/types.ts";
 import { checkCompleteness } from "../audit/completeness.ts";
 import { auditKeyChanges } from "../audit/key-events.ts";
 import { auditStateChanges } from "../audit/state-events.ts";
@@ -154,8 +156,10 @@ export async function startArbor(
         return;
       }
       try {
-        if (await root.unsealWithConfiguredPin())
+        if (await root.unsealWithConfiguredPin()) {
           logger.info("root unsealed with the configured PIN");
+          await audit.write(systemEvent("sys.unsealed", clock.now(), { method: "configured_pin" }));
+        }
         autoUnseal = false;
       } catch (error) {
         const retry = isArborError(error, "ROOT_UNAVAILABLE");
@@ -184,6 +188,13 @@ export async function startArbor(
       async close() {
         clearInterval(maintenance);
         await app.close();
+        if (root.status().state === "unsealed") {
+          await audit
+            .write(systemEvent("sys.sealed", clock.now(), { reason: "shutdown" }))
+            .catch((error: unknown) => {
+              logger.warn({ err: error }, "the shutdown could not be recorded in the audit log");
+            });
+        }
         // A last checkpoint while the root can still sign, so a clean stop leaves the tail signed.
         await checkpointer.checkpoint().catch((error: unknown) => {
           logger.warn({ err: error }, "the final audit checkpoint could not be signed");
@@ -293,4 +304,26 @@ function bindAll<T extends object>(target: T): T {
     proto = Object.getPrototypeOf(proto) as object | null;
   }
   return bound as T;
+}
+
+/** An event of Arbor itself, outside any request. */
+function systemEvent(
+  type: AuditEventType,
+  at: number,
+  details: Record<string, string | number | boolean | null>,
+): AuditEvent {
+  return {
+    type,
+    outcome: "success",
+    at,
+    principal: { ...SYSTEM_PRINCIPAL },
+    sourceAddress: null,
+    requestId: null,
+    keyId: null,
+    keyVersion: null,
+    chain: [],
+    credentialId: null,
+    errorCode: null,
+    details,
+  };
 }

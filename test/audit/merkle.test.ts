@@ -11,6 +11,7 @@ import {
   consistencyProofRanges,
   inclusionProof,
   inclusionProofRanges,
+  inclusionProofs,
   leafHash,
   merkleRoot,
   nodeHash,
@@ -153,11 +154,20 @@ describe("Merkle tree against the RFC 9162 definitions", () => {
       return hashes[index]!;
     };
     assert.deepEqual(inclusionProof(5, 13, getLeaf), inclusionProof(5, 13, hashes));
-    // Every leaf except the proven one is read once: O(n) reads.
+    // One pass over the tree: each leaf is read once, so the cost is O(n).
+    assert.deepEqual(reads, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+
+    reads.length = 0;
+    assert.deepEqual(rangeRoot(8, 13, getLeaf), merkleRoot(hashes.slice(8, 13)));
+    assert.deepEqual(reads, [8, 9, 10, 11, 12]);
+
+    reads.length = 0;
+    const proofs = inclusionProofs([0, 5, 12], 13, getLeaf);
     assert.deepEqual(
-      [...reads].sort((a, b) => a - b),
-      [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12],
+      proofs,
+      [0, 5, 12].map((m) => inclusionProof(m, 13, hashes)),
     );
+    assert.deepEqual(reads, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   });
 });
 

@@ -6,6 +6,12 @@ import { emptyBodySchema, withErrors } from "../schemas.ts";
 import type { RouteContext } from "./context.ts";
 
 const MAX_PAGE = 5_000;
+const DEFAULT_PAGE = 500;
+
+// Query strings arrive as text and the server's validator does not coerce types, so the numbers
+// of `/v1/audit/records` are declared as digit strings and converted in the handler.
+const SEQ_TEXT = { type: "string", pattern: "^(0|[1-9][0-9]{0,14})$" } as const;
+const PAGE_TEXT = { type: "string", pattern: "^[1-9][0-9]{0,3}$|^5000$" } as const;
 
 const storedRecordSchema = {
   type: "object",
@@ -119,18 +125,15 @@ export function registerAuditRoutes(app: FastifyInstance, { deps, audit }: Route
   const log = deps.auditLog;
   if (log === undefined) return;
 
-  app.get<{ Querystring: { after?: number; limit?: number } }>(
+  app.get<{ Querystring: { after?: string; limit?: string } }>(
     "/v1/audit/records",
     {
       schema: {
-        summary: "Lists chained audit records after a sequence number, oldest first",
+        summary: `Lists chained audit records after a sequence number (after, default 0), oldest first, at most limit (1 to ${MAX_PAGE}, default ${DEFAULT_PAGE})`,
         querystring: {
           type: "object",
           additionalProperties: false,
-          properties: {
-            after: { type: "integer", minimum: 0 },
-            limit: { type: "integer", minimum: 1, maximum: MAX_PAGE },
-          },
+          properties: { after: SEQ_TEXT, limit: PAGE_TEXT },
         },
         response: withErrors({
           200: {
@@ -146,8 +149,9 @@ export function registerAuditRoutes(app: FastifyInstance, { deps, audit }: Route
       config: { action: "audit.read", resource: "audit_log", auditEvent: null },
     },
     async (request) => {
-      const after = request.query.after ?? 0;
-      const records = await log.store.records(after, request.query.limit ?? 500);
+      const after = Number(request.query.after ?? 0);
+      const limit = Number(request.query.limit ?? DEFAULT_PAGE);
+      const records = await log.store.records(after, limit);
       return { records, next: records.at(-1)?.seq ?? after };
     },
   );
@@ -213,9 +217,9 @@ export function registerAuditRoutes(app: FastifyInstance, { deps, audit }: Route
     async (request) => {
       const signed = await log.checkpointer.checkpoint();
       const latest = await log.store.latestCheckpoint();
-      // The checkpoint's own record is the route's event; with nothing new, record the request.
-      if (signed === null) await audit.success(request, { details: { signed: false } });
-      else request.auditState.settled = true;
+      // A signed checkpoint's own record names this request and is the route's event. With
+      // nothing new, the event records the request without a tree size, so it announces nothing.
+      await audit.success(request, { details: { signed: signed !== null } });
       return { signed: signed !== null, treeSize: latest?.treeSize ?? null };
     },
   );
@@ -317,7 +321,11 @@ export function registerAuditRoutes(app: FastifyInstance, { deps, audit }: Route
           { parameter: "through", value: String(request.body.through) },
         );
       }
-      request.auditState.settled = true;
+      // Pruning writes its record in its own transaction; pruning nothing new writes none, and
+      // then this writes the request's event.
+      await audit.success(request, {
+        details: { prunedThrough: result.prunedThrough, removed: result.removed },
+      });
       return result;
     },
   );

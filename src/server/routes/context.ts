@@ -1,5 +1,8 @@
+import type { FastifyRequest } from "fastify";
+
 import { ArborError } from "../../errors/index.ts";
 import type { KeyScope } from "../../hierarchy/index.ts";
+import type { DecidedKeyScope } from "../../policy/key-lookup.ts";
 import type { OperatorPrincipal } from "../../operators/types.ts";
 import { serviceKeyScope } from "../../tokens/index.ts";
 import type { Principal, ServerDeps } from "../deps.ts";
@@ -30,4 +33,20 @@ export function scopeOf(principal: Principal): KeyScope {
   if (principal.type === "service") return serviceKeyScope(principal);
   const operator = operatorOf(principal);
   return { environment: operator.environment, tenant: operator.tenant };
+}
+
+/**
+ * The scope of a request's key look-ups, carrying the second authorization decision: the key
+ * tree of the composition root decides each key it resolves with the request's action (on the
+ * given version, for the version routes) and treats a denied key as not found.
+ */
+export function keyScopeOf(request: FastifyRequest, version?: number): DecidedKeyScope {
+  return {
+    ...scopeOf(request.principal),
+    decideKey: async (key) => {
+      const target =
+        version === undefined ? { type: "key" as const, key } : { type: "key" as const, key, version };
+      return (await request.decide(target)).allowed;
+    },
+  };
 }

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { zeroize } from "../../crypto/index.ts";
 import { decodeBase64Strict, encodeBase64 } from "../encoding.ts";
 import { contextSchema, keyParamsSchema, withErrors } from "../schemas.ts";
-import { scopeOf, type RouteContext } from "./context.ts";
+import { keyScopeOf, type RouteContext } from "./context.ts";
 
 type Context = Record<string, string>;
 
@@ -52,9 +52,9 @@ const ciphertextBody = {
 export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const { deps, audit } = ctx;
 
-  /** Resolves `{key}` as an encrypt key inside the caller's scope; returns its id. */
+  /** Resolves `{key}` as an encrypt key inside the caller's scope, decided on it; returns its id. */
   async function resolveEncryptKey(request: FastifyRequest, reference: string): Promise<string> {
-    const key = await deps.keyTree.resolveKey(reference, "encrypt", scopeOf(request.principal));
+    const key = await deps.keyTree.resolveKey(reference, "encrypt", keyScopeOf(request));
     audit.note(request, { keyId: key.id });
     return key.id;
   }
@@ -98,7 +98,7 @@ export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext):
         const issued = await deps.envelope.generateDataKey(
           keyId,
           request.body.context ?? {},
-          scopeOf(request.principal),
+          keyScopeOf(request),
         );
         try {
           await audit.success(request, {
@@ -142,7 +142,7 @@ export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext):
       const opened = await deps.envelope.decryptDataKey(
         wrappedDataKey,
         context ?? {},
-        scopeOf(request.principal),
+        keyScopeOf(request),
       );
       try {
         await audit.success(request, {
@@ -177,7 +177,7 @@ export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext):
       const rewrapped = await deps.envelope.rewrapDataKey(
         wrappedDataKey,
         context ?? {},
-        scopeOf(request.principal),
+        keyScopeOf(request),
       );
       await audit.success(request, {
         keyId: rewrapped.keyId,
@@ -222,7 +222,7 @@ export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext):
           keyId,
           plaintext,
           request.body.context ?? {},
-          scopeOf(request.principal),
+          keyScopeOf(request),
         );
         await audit.success(request, {
           keyId: sealed.keyId,
@@ -259,7 +259,7 @@ export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext):
       const opened = await deps.envelope.decrypt(
         request.body.ciphertext,
         request.body.context,
-        scopeOf(request.principal),
+        keyScopeOf(request),
       );
       try {
         await audit.success(request, {
@@ -294,7 +294,7 @@ export function registerEnvelopeRoutes(app: FastifyInstance, ctx: RouteContext):
       const rewrapped = await deps.envelope.rewrap(
         request.body.ciphertext,
         request.body.context,
-        scopeOf(request.principal),
+        keyScopeOf(request),
       );
       await audit.success(request, {
         keyId: rewrapped.keyId,

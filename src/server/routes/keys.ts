@@ -1,7 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 
 import { ArborError, quote } from "../../errors/index.ts";
-import { isInScope, parseKeyPath, type KeyScope } from "../../hierarchy/index.ts";
+import {
+  isInScope,
+  parseKeyPath,
+  type KeyPath,
+  type KeyScope,
+  type TreeNode,
+} from "../../hierarchy/index.ts";
 import type { KeyFilter } from "../../storage/index.ts";
 import { durationMs } from "../durations.ts";
 import {
@@ -12,7 +18,7 @@ import {
   withErrors,
 } from "../schemas.ts";
 import { keyView, versionView } from "../views.ts";
-import { scopeOf, type RouteContext } from "./context.ts";
+import { keyScopeOf, scopeOf, type RouteContext } from "./context.ts";
 
 interface CreateKeyBody {
   path: string;
@@ -46,9 +52,12 @@ const listQuerySchema = {
 export function registerKeyRoutes(app: FastifyInstance, { deps, audit }: RouteContext): void {
   const { keyTree } = deps;
 
-  /** Resolves `{key}` inside the caller's scope and remembers it for the audit event. */
-  async function resolve(request: FastifyRequest, reference: string) {
-    const key = await keyTree.resolveKey(reference, undefined, scopeOf(request.principal));
+  /**
+   * Resolves `{key}` inside the caller's scope, decided on the key (or on `version` of it), and
+   * remembers it for the audit event.
+   */
+  async function resolve(request: FastifyRequest, reference: string, version?: number) {
+    const key = await keyTree.resolveKey(reference, undefined, keyScopeOf(request, version));
     audit.note(request, { keyId: key.id });
     return key;
   }
@@ -75,7 +84,7 @@ export function registerKeyRoutes(app: FastifyInstance, { deps, audit }: RouteCo
     },
     async (request, reply) => {
       const { path, algorithm, mode, rotationPeriod } = request.body;
-      requireCreatableInScope(path, scopeOf(request.principal), deps);
+      await requireCreatable(request, path, deps);
       const rotationPeriodMs =
         rotationPeriod === undefined ? null : durationMs(rotationPeriod, "rotationPeriod");
 
@@ -112,8 +121,12 @@ export function registerKeyRoutes(app: FastifyInstance, { deps, audit }: RouteCo
       const filter = scopedFilter(request.query, scope);
       if (filter === null) return { keys: [] };
 
-      const keys = await keyTree.listKeys(filter);
-      return { keys: keys.filter((key) => isInScope(key, scope)).map(keyView) };
+      const keys = (await keyTree.listKeys(filter)).filter((key) => isInScope(key, scope));
+      const visible = [];
+      for (const key of keys) {
+        if ((await request.decide({ type: "key", key })).allowed) visible.push(key);
+      }
+      return { keys: visible.map(keyView) };
     },
   );
 
@@ -139,7 +152,8 @@ export function registerKeyRoutes(app: FastifyInstance, { deps, audit }: RouteCo
     },
     async (request) => {
       const filter = scopedFilter(request.query, scopeOf(request.principal));
-      return { tree: filter === null ? [] : await keyTree.tree(filter) };
+      if (filter === null) return { tree: [] };
+      return { tree: await visibleNodes(request, await keyTree.tree(filter)) };
     },
   );
 
@@ -218,8 +232,8 @@ export function registerKeyRoutes(app: FastifyInstance, { deps, audit }: RouteCo
         config: { action, resource: "key_version", auditEvent: event },
       },
       async (request) => {
-        const key = await resolve(request, request.params.key);
         const versionNumber = Number(request.params.version);
+        const key = await resolve(request, request.params.key, versionNumber);
         audit.note(request, { keyVersion: versionNumber, details: { path: key.path } });
 
         const change = {
@@ -287,28 +301,75 @@ function versionSummary(verb: "disable" | "enable" | "revoke"): string {
 }
 
 /**
- * Rejects a new key outside the caller's scope with 403 FORBIDDEN. The decision depends only on
- * the path text and the caller's own scope, so it reveals nothing about keys in other scopes
+ * Rejects a new key the caller may not create with 403 FORBIDDEN: the authorizer decides on the
+ * key the path names, and a path outside the caller's scope needs a break-glass grant. Both depend
+ * only on the path text and the caller, so the answer reveals nothing about keys in other scopes
  * (unlike a response that depended on whether the parent exists).
  */
-function requireCreatableInScope(
+async function requireCreatable(
+  request: FastifyRequest,
   pathText: string,
-  scope: KeyScope,
   deps: RouteContext["deps"],
-): void {
+): Promise<void> {
   const path = parseKeyPath(pathText);
-  if (isInScope(path, scope)) return;
+  const scope = scopeOf(request.principal);
+  const decision = await request.decide({ type: "key", key: newKeyFacts(path, pathText) });
+  const inScope = isInScope(path, scope);
+  if (!decision.allowed) {
+    if (!inScope) throw outsideScope(pathText, scope);
+    throw new ArborError(
+      "FORBIDDEN",
+      `this token is not allowed to create key ${quote(pathText)}`,
+      { parameter: "path", value: pathText },
+    );
+  }
+  if (inScope || decision.breakGlass !== undefined) return;
 
+  // An authorizer that allowed a key outside the scope without break-glass (the allow-all one)
+  // does not count scope denials, so this one is counted here.
   const level =
     scope.environment !== null && path.environment !== scope.environment ? "environment" : "tenant";
   deps.metrics.scopeDenials.inc({ scope: level });
+  throw outsideScope(pathText, scope);
+}
+
+function outsideScope(pathText: string, scope: KeyScope): ArborError {
   const reach =
     scope.tenant === null ? `${scope.environment}` : `${scope.environment}/${scope.tenant}`;
-  throw new ArborError(
+  return new ArborError(
     "FORBIDDEN",
     `key path ${quote(pathText)} is outside this token's scope ${quote(reach)}; use a token whose scope contains it`,
     { parameter: "path", value: pathText },
   );
+}
+
+/** The facts of a key that does not exist yet, for the decision on creating it. */
+function newKeyFacts(path: KeyPath, pathText: string) {
+  return {
+    id: null,
+    path: pathText,
+    environment: path.environment,
+    tenant: path.tenant,
+    service: path.kind === "service" ? path.service : "-",
+    kind: path.kind,
+    purpose: path.kind === "service" ? path.purpose : "wrap",
+  };
+}
+
+/**
+ * Keeps the nodes the caller may list, decided one by one. A hidden node's visible children take
+ * its place, so a key the caller may see is never lost under one it may not.
+ */
+async function visibleNodes(request: FastifyRequest, nodes: TreeNode[]): Promise<TreeNode[]> {
+  const visible: TreeNode[] = [];
+  for (const node of nodes) {
+    const children = await visibleNodes(request, node.children);
+    const path = parseKeyPath(node.path);
+    const key = { ...newKeyFacts(path, node.path), id: node.id };
+    if ((await request.decide({ type: "key", key })).allowed) visible.push({ ...node, children });
+    else visible.push(...children);
+  }
+  return visible;
 }
 
 /**

@@ -23,6 +23,8 @@ import {
   type TokenService,
 } from "../../tokens/index.ts";
 import type { OperatorAuthenticationFailure } from "../../operators/types.ts";
+import type { KeyFacts } from "../../policy/entities.ts";
+import { NO_TENANT, type ServicePrincipalRow } from "../../storage/index.ts";
 import { toClientError } from "../errors.ts";
 import { routeMeta } from "../route-config.ts";
 import type { RouteContext } from "./context.ts";
@@ -157,6 +159,15 @@ function registerTokenRoute(app: FastifyInstance, ctx: TokenRouteContext): void 
         );
       }
 
+      // The route is public to the operator-token hook, so it decides here, once the client is known.
+      const decision = await request.decide({ type: "key", key: signKeyOf(principal) });
+      if (!decision.allowed) {
+        throw new ArborError(
+          "UNAUTHORIZED_CLIENT",
+          `client ${principal.id} may not obtain access tokens: a policy denies token.issue on its sign key`,
+        );
+      }
+
       const issued = await tokens.issue(principal, {
         ...(request.body.scope === undefined ? {} : { scope: request.body.scope }),
         resources: request.body.resource ?? [],
@@ -215,8 +226,13 @@ function registerIntrospectionRoute(app: FastifyInstance, ctx: TokenRouteContext
     async (request) => {
       const viewer = await authenticateTokenCaller(ctx, request);
       const result = await tokens.verify(request.body.token);
-      // A token outside the caller's scope is inactive to it, exactly like an invalid one.
-      if (!result.active || !isInScope(result.principal, viewer)) {
+      // A token outside the caller's scope, or one a policy keeps from it, is inactive to it,
+      // exactly like an invalid one.
+      if (
+        !result.active ||
+        !isInScope(result.principal, viewer) ||
+        !(await request.decide({ type: "key", key: result.key })).allowed
+      ) {
         request.auditState.settled = true;
         const rejection = result.active ? outOfScope(result.claims.jti) : result.rejection;
         await tokens.recordRejection(rejectionContext(request), rejection);
@@ -294,6 +310,12 @@ function registerRevocationRoute(app: FastifyInstance, ctx: TokenRouteContext): 
           "UNAUTHORIZED_CLIENT",
           `client ${request.principal.id} may revoke only its own tokens; this token belongs to another client`,
         );
+      }
+      // A policy denial gets the answer of a token outside the caller's scope.
+      if (!(await request.decide({ type: "key", key: result.key })).allowed) {
+        request.auditState.settled = true;
+        await tokens.recordRejection(rejectionContext(request), outOfScope(result.claims.jti));
+        return {};
       }
       const revoked = await tokens.revoke(result);
       await audit.success(request, {
@@ -381,6 +403,23 @@ async function authenticateClient(
     else ctx.audit.note(request, { details });
     throw error;
   }
+}
+
+/** The sign key of a service principal, which signs its tokens, as the authorizer sees it. */
+function signKeyOf(principal: ServicePrincipalRow): KeyFacts {
+  const scope =
+    principal.tenant === NO_TENANT
+      ? principal.environment
+      : `${principal.environment}/${principal.tenant}`;
+  return {
+    id: principal.sign_key_id,
+    path: `${scope}/${principal.service}:sign`,
+    environment: principal.environment,
+    tenant: principal.tenant,
+    service: principal.service,
+    kind: "service",
+    purpose: "sign",
+  };
 }
 
 function clientAuthenticationRequired(): ArborError {
