@@ -39,6 +39,28 @@ interface Measured {
   p50: number;
   p99: number;
   eventsPerTransaction: number;
+  /**
+   * Microseconds of this process's CPU time (user and system) per event. Unlike the rate, it
+   * leaves out time spent waiting for fsync and time other processes held the cores.
+   */
+  cpuMicrosPerEvent: number;
+}
+
+/** Returns this process's CPU time (user and system) so far, in microseconds. */
+function cpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+/**
+ * Runs `operation` back to back for a 500 ms warm-up and then for the configured duration, and
+ * measures the CPU time of the timed part.
+ */
+function measureSync(operation: () => void) {
+  measureLoop(operation, { durationMs: 500, warmupMs: 0 });
+  const cpuBefore = cpuMicros();
+  const result = measureLoop(operation, { durationMs, warmupMs: 0 });
+  return { ...result, cpuMicros: cpuMicros() - cpuBefore };
 }
 
 /**
@@ -125,13 +147,14 @@ async function rawSingleRow(dir: string): Promise<Measured> {
   const raw = await openRaw(join(dir, "raw-single.db"));
   try {
     const insertOne = rawInsert(raw);
-    const result = measureLoop(insertOne, { durationMs });
+    const result = measureSync(insertOne);
     return {
       name: "(a) raw better-sqlite3, 1 row per transaction",
       eventsPerSecond: result.opsPerSecond,
       p50: result.p50,
       p99: result.p99,
       eventsPerTransaction: 1,
+      cpuMicrosPerEvent: result.cpuMicros / result.count,
     };
   } finally {
     raw.close();
@@ -149,13 +172,14 @@ async function rawBatched(dir: string): Promise<Measured> {
     const insertBatch = raw.transaction(() => {
       for (let i = 0; i < RAW_BATCH; i++) insertOne();
     });
-    const result = measureLoop(() => insertBatch.immediate(), { durationMs });
+    const result = measureSync(() => insertBatch.immediate());
     return {
       name: `(b) raw better-sqlite3, ${RAW_BATCH} rows per transaction`,
       eventsPerSecond: result.opsPerSecond * RAW_BATCH,
       p50: result.p50,
       p99: result.p99,
       eventsPerTransaction: RAW_BATCH,
+      cpuMicrosPerEvent: result.cpuMicros / (result.count * RAW_BATCH),
     };
   } finally {
     raw.close();
@@ -208,9 +232,11 @@ async function chained(dir: string, concurrency: number): Promise<Measured> {
 
     const samples: number[] = [];
     const transactionsBefore = counted.count();
+    const cpuBefore = cpuMicros();
     const start = performance.now();
     await run(start + durationMs, samples);
     const elapsedSeconds = (performance.now() - start) / 1000;
+    const cpuUsed = cpuMicros() - cpuBefore;
     const transactions = counted.count() - transactionsBefore;
 
     samples.sort((a, b) => a - b);
@@ -220,6 +246,7 @@ async function chained(dir: string, concurrency: number): Promise<Measured> {
       p50: percentile(samples, 50),
       p99: percentile(samples, 99),
       eventsPerTransaction: samples.length / Math.max(1, transactions),
+      cpuMicrosPerEvent: cpuUsed / samples.length,
     };
   } finally {
     await storage.close();
@@ -233,27 +260,25 @@ async function chained(dir: string, concurrency: number): Promise<Measured> {
 function chainCpu(): Measured {
   let tail = { seq: 0, hash: GENESIS_HASH };
   let n = 0;
-  const result = measureLoop(
-    () => {
-      const chainedRecord = chainRecord(sampleEvent(n++), tail);
-      tail = { seq: chainedRecord.record.seq, hash: chainedRecord.hash };
-    },
-    { durationMs },
-  );
+  const result = measureSync(() => {
+    const chainedRecord = chainRecord(sampleEvent(n++), tail);
+    tail = { seq: chainedRecord.record.seq, hash: chainedRecord.hash };
+  });
   return {
     name: "(d) chain CPU only: record, canonical JSON, leaf hash",
     eventsPerSecond: result.opsPerSecond,
     p50: result.p50,
     p99: result.p99,
     eventsPerTransaction: Number.NaN,
+    cpuMicrosPerEvent: result.cpuMicros / result.count,
   };
 }
 
 function printTable(rows: readonly Measured[], single: Measured, batched: Measured): void {
   console.log(
-    "| case | events/s | ratio to (a) | ratio to (b) | p50 ms | p99 ms | events per transaction |",
+    "| case | events/s | ratio to (a) | ratio to (b) | p50 ms | p99 ms | events per transaction | CPU µs per event |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const row of rows) {
     const perTransaction = Number.isNaN(row.eventsPerTransaction)
       ? "-"
@@ -262,7 +287,8 @@ function printTable(rows: readonly Measured[], single: Measured, batched: Measur
       `| ${row.name} | ${formatNumber(row.eventsPerSecond)} | ` +
         `${(row.eventsPerSecond / single.eventsPerSecond).toFixed(2)} | ` +
         `${(row.eventsPerSecond / batched.eventsPerSecond).toFixed(3)} | ` +
-        `${formatNumber(row.p50, 3)} | ${formatNumber(row.p99, 3)} | ${perTransaction} |`,
+        `${formatNumber(row.p50, 3)} | ${formatNumber(row.p99, 3)} | ${perTransaction} | ` +
+        `${formatNumber(row.cpuMicrosPerEvent, 1)} |`,
     );
   }
 }
@@ -281,7 +307,7 @@ try {
 
   printTable(rows, single, batched);
   console.log(
-    `\n${durationMs / 1000} s per case (chained cases after a 0.5 s warm-up), SQLite WAL with ` +
+    `\n${durationMs / 1000} s per case after a 0.5 s warm-up, SQLite WAL with ` +
       `synchronous=FULL in ${tmpdir()}, Node.js ${process.version}. ` +
       `One-minute load average ${loadBefore.toFixed(2)} before and ${loadavg()[0]!.toFixed(2)} after. ` +
       `PostgreSQL: not measured, Arbor has no PostgreSQL storage yet.`,

@@ -21,7 +21,7 @@ export interface CheckpointBody {
 
 /**
  * A checkpoint with its Ed25519 signature over the RFC 8785 canonical bytes of `body`. `keyId`
- * names the signing key (its RFC 7638 thumbprint); it sits outside the signed body, and a
+ * names the signing key by its RFC 7638 thumbprint. It sits outside the signed body, and a
  * verifier compares it with the thumbprint of the key it was given.
  */
 export interface SignedCheckpoint {
@@ -34,7 +34,7 @@ export interface SignedCheckpoint {
 /** Signs a message with the audit signing key: the root provider's `signCheckpoint`. */
 export type CheckpointSigner = (message: Uint8Array) => Promise<Uint8Array>;
 
-/** The outcome of a checkpoint check; `reason` says what failed. */
+/** The outcome of a checkpoint check, with the reason when it failed. */
 export type CheckpointCheck =
   { ok: true; checkpoint: SignedCheckpoint; keyId: string } | { ok: false; reason: string };
 
@@ -89,7 +89,7 @@ export function verifyCheckpoint(checkpoint: unknown, publicJwk: JsonWebKey): bo
 }
 
 /**
- * Checks a checkpoint like {@link verifyCheckpoint} and says why it fails: malformed fields, a
+ * Checks a checkpoint like {@link verifyCheckpoint} and returns the reason it fails: malformed fields, a
  * key that is not an Ed25519 public JWK, another key's id, or a wrong signature. Never throws.
  */
 export function checkCheckpoint(checkpoint: unknown, publicJwk: JsonWebKey): CheckpointCheck {

@@ -145,7 +145,7 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
   }
 
   function runInBackground(): void {
-    runWithoutActor(() =>
+    void runWithoutActor(() =>
       checkpoint().catch((error: unknown) => {
         deps.logger.error({ err: error }, "signing an audit checkpoint failed; retrying later");
       }),

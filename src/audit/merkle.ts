@@ -2,11 +2,11 @@ import { createHash } from "node:crypto";
 
 import { constantTimeEqual } from "../crypto/compare.ts";
 import { invalidArgument } from "../errors/index.ts";
-import { LEAF_PREFIX, NODE_PREFIX } from "./record.ts";
+import { leafHashOfBytes, NODE_PREFIX } from "./record.ts";
 
 // The Merkle tree of RFC 9162 section 2.1 with SHA-256: MTH({}) = SHA-256(""), a leaf is
 // SHA-256(0x00 || d), and an interior node is SHA-256(0x01 || left || right), where the left
-// subtree holds the largest power of two of leaves smaller than the tree size. Every function
+// subtree contains the largest power of two of leaves smaller than the tree size. Every function
 // here takes leaf hashes, never leaf data. Tree sizes and indexes are safe integers and are
 // shifted by arithmetic, not with 32-bit bitwise operators.
 
@@ -17,6 +17,8 @@ export const HASH_BYTES = 32;
 export const EMPTY_TREE_ROOT: Buffer = createHash("sha256").digest();
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+// Allocated once: nodeHash runs about n times per proof.
+const NODE_PREFIX_BYTES = Uint8Array.of(NODE_PREFIX);
 
 /**
  * Leaf hashes by index: an array, or a function (for example one reading the audit table).
@@ -26,16 +28,12 @@ export type LeafSource = readonly Uint8Array[] | ((index: number) => Uint8Array)
 
 /** Returns the RFC 9162 interior node hash SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash("sha256")
-    .update(Uint8Array.of(NODE_PREFIX))
-    .update(left)
-    .update(right)
-    .digest();
+  return createHash("sha256").update(NODE_PREFIX_BYTES).update(left).update(right).digest();
 }
 
 /** Returns the RFC 9162 leaf hash SHA-256(0x00 || data) of raw leaf data. */
 export function leafHash(data: Uint8Array): Buffer {
-  return createHash("sha256").update(Uint8Array.of(LEAF_PREFIX)).update(data).digest();
+  return leafHashOfBytes(data);
 }
 
 /** True when `value` is 64 lowercase hex digits, the only hash spelling Arbor writes or accepts. */
@@ -51,7 +49,7 @@ export function isSha256Hex(value: unknown): value is string {
  */
 export class MerkleFrontier {
   #size = 0;
-  /** Subtree roots, left to right; node i covers 2^(bit i of size, from the highest set bit). */
+  /** Subtree roots, largest first: one per set bit b of the size, covering 2^b leaves. */
   #nodes: Buffer[] = [];
 
   get size(): number {
@@ -108,7 +106,7 @@ export class MerkleFrontier {
     return copy;
   }
 
-  /** The subtree roots with the leaf range [start, start + size) each covers, left to right. */
+  /** Returns the subtree roots, left to right, each with the leaf range [start, start + size) it covers. */
   subtrees(): Array<{ start: number; size: number; hash: Buffer }> {
     const sizes = powersOfTwoIn(this.#size);
     let start = 0;
@@ -126,7 +124,7 @@ export class MerkleFrontier {
 
   /**
    * Restores a frontier from {@link toJSON} output. Throws INVALID_ARGUMENT unless `size` is a
-   * safe integer and `nodes` holds exactly one lowercase hex hash per set bit of `size`.
+   * safe integer and `nodes` contains exactly one lowercase hex hash per set bit of `size`.
    */
   static fromJSON(json: unknown): MerkleFrontier {
     if (typeof json !== "object" || json === null || Array.isArray(json)) {
@@ -227,8 +225,8 @@ export function consistencyProofRanges(m: number, n: number): Array<[number, num
   const ranges: Array<[number, number]> = [];
   let lo = 0;
   let hi = n;
-  // `complete` is SUBPROOF's b: true while [lo, hi) is still the left edge of the old tree, whose
-  // root the verifier already knows.
+  // `complete` is SUBPROOF's flag b. It stays true while [lo, hi) is the left edge of the old
+  // tree, whose root the verifier already has.
   let complete = true;
   for (;;) {
     if (m === hi) {
@@ -250,7 +248,7 @@ export function consistencyProofRanges(m: number, n: number): Array<[number, num
 
 /**
  * Returns the inclusion proof of `leafIndex` in the tree of the first `treeSize` leaves. Reads
- * each leaf below `treeSize` once (O(n) hashes), without recursion.
+ * each leaf below `treeSize` at most once (O(n) hashes), without recursion.
  */
 export function inclusionProof(
   leafIndex: number,
@@ -273,7 +271,10 @@ export function inclusionProofs(
 ): Buffer[][] {
   const rangeLists = leafIndexes.map((index) => inclusionProofRanges(index, treeSize));
   const roots = rootsOfRanges(rangeLists.flat(), getLeaf, options.pruned);
-  return rangeLists.map((ranges) => ranges.map(([start, end]) => roots.get(rangeKey(start, end))!));
+  // Copies, so proofs that share a sibling never share a buffer.
+  return rangeLists.map((ranges) =>
+    ranges.map(([start, end]) => Buffer.from(roots.get(rangeKey(start, end))!)),
+  );
 }
 
 /** Returns the consistency proof from the tree of `m` leaves to the tree of `n` leaves. */
@@ -290,41 +291,37 @@ export function consistencyProof(
 
 /**
  * Computes the roots of proof ranges in one left-to-right pass over the leaves. Each range splits
- * into perfect subtrees (the binary digits of its length, from its aligned start); the pass
+ * into perfect subtrees, one per binary digit of its length, from its aligned start. The pass
  * records those subtrees as a frontier completes them, and each range root is then folded from
- * its subtrees like a frontier root. Leaves below `pruned.size` are never read: the pass starts
- * from the pruned frontier's subtrees instead.
+ * its subtrees like a frontier root. Leaves below `pruned.size` are never read, because the pass
+ * starts from the pruned frontier's subtrees instead.
  */
 function rootsOfRanges(
   ranges: ReadonlyArray<readonly [number, number]>,
   getLeaf: LeafSource,
   pruned: MerkleFrontier | undefined,
 ): Map<string, Buffer> {
-  const wanted = new Map<string, Buffer | null>();
+  const needed = new SubtreeTable();
   let first = Number.POSITIVE_INFINITY;
   let end = 0;
   let largest = 1;
   for (const [start, stop] of ranges) {
     for (const [chunkStart, chunkSize] of perfectSubtrees(start, stop)) {
-      wanted.set(rangeKey(chunkStart, chunkStart + chunkSize), null);
+      needed.need(chunkStart, chunkSize);
       largest = Math.max(largest, chunkSize);
     }
     first = Math.min(first, start);
     end = Math.max(end, stop);
   }
 
-  const stack: Array<{ start: number; size: number; hash: Buffer }> = [];
-  const keep = (node: { start: number; size: number; hash: Buffer }): void => {
-    const key = rangeKey(node.start, node.start + node.size);
-    if (wanted.has(key)) wanted.set(key, node.hash);
-  };
-  // A pass that starts at a multiple of the largest wanted subtree builds every wanted subtree
+  const stack: Array<{ start: number; size: number; hash: Uint8Array }> = [];
+  // A pass that starts at a multiple of the largest needed subtree builds every needed subtree
   // at its true position, so the leaves before the first range need not be read.
   let next = Math.floor(first / largest) * largest;
   if (pruned !== undefined && next < pruned.size) {
     for (const subtree of pruned.subtrees()) {
       stack.push(subtree);
-      keep(subtree);
+      needed.offer(subtree.start, subtree.size, subtree.hash);
     }
     next = pruned.size;
   }
@@ -332,17 +329,13 @@ function rootsOfRanges(
   for (; next < end; next++) {
     const leaf = read(next);
     requireHashBytes(leaf, `leaf ${next}`);
-    let node: { start: number; size: number; hash: Buffer } = {
-      start: next,
-      size: 1,
-      hash: Buffer.from(leaf),
-    };
-    keep(node);
+    let node = { start: next, size: 1, hash: leaf };
+    needed.offer(node.start, node.size, node.hash);
     // Same merge rule as MerkleFrontier.append, keeping each completed subtree's position.
     while (stack.length > 0 && stack.at(-1)!.size === node.size) {
       const left = stack.pop()!;
       node = { start: left.start, size: left.size * 2, hash: nodeHash(left.hash, node.hash) };
-      keep(node);
+      needed.offer(node.start, node.size, node.hash);
     }
     stack.push(node);
   }
@@ -350,8 +343,8 @@ function rootsOfRanges(
   const roots = new Map<string, Buffer>();
   for (const [start, stop] of ranges) {
     const chunks = perfectSubtrees(start, stop).map(([chunkStart, chunkSize]) => {
-      const hash = wanted.get(rangeKey(chunkStart, chunkStart + chunkSize));
-      if (hash === null || hash === undefined) {
+      const hash = needed.get(chunkStart, chunkSize);
+      if (hash === null) {
         throw invalidArgument(
           "range",
           `[${start}, ${stop})`,
@@ -360,17 +353,38 @@ function rootsOfRanges(
       }
       return hash;
     });
-    let root = chunks.at(-1)!;
+    let root: Buffer = Buffer.from(chunks.at(-1)!);
     for (let i = chunks.length - 2; i >= 0; i--) root = nodeHash(chunks[i]!, root);
     roots.set(rangeKey(start, stop), root);
   }
   return roots;
 }
 
+/** Perfect subtrees a pass must capture, by start and size; numeric keys keep the pass cheap. */
+class SubtreeTable {
+  readonly #byStart = new Map<number, Map<number, Buffer | null>>();
+
+  need(start: number, size: number): void {
+    let sizes = this.#byStart.get(start);
+    if (sizes === undefined) this.#byStart.set(start, (sizes = new Map<number, Buffer | null>()));
+    sizes.set(size, null);
+  }
+
+  /** Stores a copy of the subtree's root if it is needed. */
+  offer(start: number, size: number, hash: Uint8Array): void {
+    const sizes = this.#byStart.get(start);
+    if (sizes?.has(size) === true) sizes.set(size, Buffer.from(hash));
+  }
+
+  get(start: number, size: number): Buffer | null {
+    return this.#byStart.get(start)?.get(size) ?? null;
+  }
+}
+
 /**
  * Splits [start, end) into perfect subtrees, largest first, as [start, size] pairs. Throws
  * INVALID_ARGUMENT unless start is a multiple of the smallest power of two not below the length,
- * which holds for every subtree of an RFC 9162 tree.
+ * which is true of every subtree of an RFC 9162 tree.
  */
 function perfectSubtrees(start: number, end: number): Array<[number, number]> {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start) {

@@ -5,7 +5,7 @@ import canonicalize from "canonicalize";
 import { invalidArgument } from "../errors/index.ts";
 import { checkCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
 import {
-  inclusionProof,
+  inclusionProofs,
   isSha256Hex,
   verifyInclusion,
   type LeafSource,
@@ -144,8 +144,7 @@ export function createProofFile(input: {
   const root = Buffer.from(checkpoint.body.rootHash, "hex");
   const records = input.records.map(toRecord).sort((a, b) => a.seq - b.seq);
 
-  const entries = records.map((record, i): ProofEntry => {
-    const leafIndex = record.seq - 1;
+  for (const [i, record] of records.entries()) {
     if (i > 0 && records[i - 1]!.seq === record.seq) {
       throw invalidArgument("records", record.seq, "lists the same seq twice");
     }
@@ -156,8 +155,14 @@ export function createProofFile(input: {
         `lies beyond the checkpoint's tree size ${treeSize}`,
       );
     }
+  }
+
+  const leafIndexes = records.map((record) => record.seq - 1);
+  const proofs = inclusionProofs(leafIndexes, treeSize, getLeaf, pruned ? { pruned } : {});
+  const entries = records.map((record, i): ProofEntry => {
+    const leafIndex = leafIndexes[i]!;
+    const inclusion = proofs[i]!;
     const leaf = leafHashOfBytes(canonicalRecordBytes(record));
-    const inclusion = inclusionProof(leafIndex, treeSize, getLeaf, pruned ? { pruned } : {});
     if (!verifyInclusion(leaf, leafIndex, treeSize, inclusion, root)) {
       throw invalidArgument(
         "records",

@@ -24,14 +24,15 @@ export const GENESIS_HASH = "0".repeat(64);
 /** RFC 9162 section 2.1.1 prefixes that keep leaf hashes and interior node hashes apart. */
 export const LEAF_PREFIX = 0x00;
 export const NODE_PREFIX = 0x01;
+const LEAF_PREFIX_BYTES = Uint8Array.of(LEAF_PREFIX);
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 // With the `u` flag a surrogate pair is one code point, so this matches only lone surrogates,
 // which UTF-8 cannot encode and RFC 8785 rejects.
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
-// Event and principal types are checked by form, not against the current unions in types.ts: an
-// offline verifier must still read records of types that a newer or older Arbor writes.
+// Event and principal types are checked by form, not against the current unions in types.ts,
+// because an offline verifier must still read records of types that a newer or older Arbor writes.
 const EVENT_TYPE_FORM = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 const PRINCIPAL_TYPE_FORM = /^[a-z][a-z0-9_]*$/;
 
@@ -70,10 +71,21 @@ type DetailValue = AuditEvent["details"][string];
  * surrogate), so a record that cannot be canonicalized is never chained.
  */
 export function buildRecord(event: AuditEvent, seq: number, prevHash: string): AuditRecord {
+  return buildCanonicalRecord(event, seq, prevHash).record;
+}
+
+/**
+ * Builds the record as {@link buildRecord} does and returns it with its canonical JSON text (the
+ * text {@link canonicalRecordJson} returns), so a writer canonicalizes each record only once.
+ */
+export function buildCanonicalRecord(
+  event: AuditEvent,
+  seq: number,
+  prevHash: string,
+): { record: AuditRecord; canonical: string } {
   const record = copyRecord({ ...event, seq, prevHash }, "record");
-  // Canonicalizing once here rejects values that pass the field checks but not RFC 8785.
-  canonicalJson(record);
-  return record;
+  // Canonicalizing here also rejects values that pass the field checks but not RFC 8785.
+  return { record, canonical: canonicalJson(record) };
 }
 
 /** Returns the RFC 8785 canonical JSON text of the record, with `v` added. */
@@ -88,7 +100,7 @@ export function canonicalRecordBytes(record: AuditRecord): Uint8Array {
 
 /** Returns the RFC 9162 leaf hash SHA-256(0x00 || bytes). */
 export function leafHashOfBytes(bytes: Uint8Array): Buffer {
-  return createHash("sha256").update(Uint8Array.of(LEAF_PREFIX)).update(bytes).digest();
+  return createHash("sha256").update(LEAF_PREFIX_BYTES).update(bytes).digest();
 }
 
 /** Returns the record's leaf hash in lowercase hex: the next record's `prevHash` and its Merkle leaf. */
@@ -132,7 +144,8 @@ export type ChainCheck =
 /**
  * Checks that `records` continue a hash chain: seqs follow `after.seq` without a gap, and each
  * `prevHash` is the leaf hash of the record before it (`after.hash` for the first). Start a full
- * log with `{ seq: 0, hash: GENESIS_HASH }`, or a pruned one with its anchor. Never throws.
+ * log with `{ seq: 0, hash: GENESIS_HASH }`, or a pruned one with its anchor. A record that
+ * cannot be hashed is reported as the break instead of throwing.
  */
 export function checkHashChain(
   records: Iterable<AuditRecord>,

@@ -3,13 +3,8 @@ import type { Insertable, Transaction } from "kysely";
 import { ArborError } from "../errors/index.ts";
 import type { AuditEventsTable, Database, Executor, IssuanceKind } from "../storage/schema.ts";
 import type { GroupCommitter } from "./group-commit.ts";
-import {
-  buildRecord,
-  canonicalRecordBytes,
-  GENESIS_HASH,
-  recordHash,
-  type AuditRecord,
-} from "./record.ts";
+import { buildCanonicalRecord, GENESIS_HASH, leafHashOfBytes, type AuditRecord } from "./record.ts";
+import { redactSecrets } from "./redact.ts";
 import type { AuditEvent, AuditWriter } from "./types.ts";
 
 export interface SqlAuditWriter extends AuditWriter {
@@ -42,7 +37,15 @@ export function createSqlAuditWriter(
       }
       options.onCommitted?.();
     },
-    writeInTransaction: insertEvent,
+    async writeInTransaction(trx, event) {
+      // The caller's transaction rolls back with the event, and the request gets 503
+      // AUDIT_UNAVAILABLE like one whose group-committed event failed, not 500.
+      try {
+        await insertEvent(trx, event);
+      } catch (error) {
+        throw auditUnavailable(error);
+      }
+    },
   };
 }
 
@@ -68,10 +71,12 @@ const tails = new WeakMap<Transaction<Database>, ChainTail>();
  * For an issuance it also records the credential, so the record and its audit event are durable
  * together or not at all.
  */
-export async function insertEvent(trx: Transaction<Database>, event: AuditEvent): Promise<void> {
+export async function insertEvent(trx: Transaction<Database>, input: AuditEvent): Promise<void> {
   if (!trx.isTransaction) {
     throw new Error("audit events are chained inside a write transaction; none is open");
   }
+  // A secret a caller pasted where an id belongs never reaches the permanent log.
+  const event = redactSecrets(input);
   const tail = tails.get(trx) ?? (await readTail(trx));
   const { record, canonical, hash } = chainRecord(event, tail);
   await trx
@@ -111,11 +116,14 @@ export interface ChainedRecord {
   hash: string;
 }
 
-/** Builds the record that follows `tail`, with the canonical JSON text and leaf hash it is stored with. */
+/**
+ * Builds the record that follows `tail` with its canonical JSON text and leaf hash. The text is
+ * computed once and hashed as UTF-8, which gives the same hash as {@link recordHash}.
+ */
 export function chainRecord(event: AuditEvent, tail: ChainTail): ChainedRecord {
-  const record = buildRecord(event, tail.seq + 1, tail.hash);
-  const hash = recordHash(record);
-  return { record, canonical: Buffer.from(canonicalRecordBytes(record)).toString("utf8"), hash };
+  const { record, canonical } = buildCanonicalRecord(event, tail.seq + 1, tail.hash);
+  const hash = leafHashOfBytes(Buffer.from(canonical, "utf8")).toString("hex");
+  return { record, canonical, hash };
 }
 
 /** The newest record, or the retention anchor when every record was pruned, or the genesis. */

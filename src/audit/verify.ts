@@ -1,7 +1,7 @@
 import type { JsonWebKey } from "node:crypto";
 
 import { verifyCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
-import type { AuditLogReader, StoredRecord } from "./log-store.ts";
+import type { AuditLogReader, StoredCheckpoint, StoredRecord } from "./log-store.ts";
 import { MerkleFrontier } from "./merkle.ts";
 import { canonicalRecordBytes, GENESIS_HASH, leafHashOfBytes, parseRecord } from "./record.ts";
 
@@ -71,14 +71,8 @@ export async function verifyAuditLog(
   // Checkpoints by tree size: stored ones first; an external one of the same size must agree.
   const checkpoints = new Map<number, { signed: SignedCheckpoint; source: string }>();
   for (const row of stored) {
-    const signed = parseSigned(row.signed);
-    if (
-      signed === null ||
-      signed.body.treeSize !== row.treeSize ||
-      signed.body.rootHash !== row.rootHash ||
-      signed.body.prevTreeSize !== row.prevTreeSize ||
-      !verifyCheckpoint(signed, publicKey)
-    ) {
+    const signed = checkStoredCheckpoint(row, publicKey);
+    if (signed === null) {
       return fail(
         "checkpoint_forged",
         row.treeSize,
@@ -99,6 +93,51 @@ export async function verifyAuditLog(
     }
     previousSize = row.treeSize;
   }
+  /**
+   * Reads the stored checkpoints again for those signed since the first read, when a record
+   * announces one that was not known: a live server signs checkpoints while the log is read.
+   * Adds those below `beforeSeq` once their signature and link to the one before are checked, and
+   * returns the damage if one fails.
+   */
+  const learnCheckpoints = async (beforeSeq: number): Promise<Damage | null> => {
+    for (const row of await reader.checkpoints()) {
+      if (checkpoints.has(row.treeSize) || row.treeSize <= previousSize) continue;
+      if (row.treeSize >= beforeSeq) break;
+      const signed = checkStoredCheckpoint(row, publicKey);
+      if (signed === null) {
+        return {
+          kind: "checkpoint_forged",
+          seq: row.treeSize,
+          message: `checkpoint at tree size ${row.treeSize} does not carry a valid signature`,
+        };
+      }
+      if (row.prevTreeSize !== previousSize) {
+        return {
+          kind: "checkpoint_missing",
+          seq: row.prevTreeSize,
+          message: `checkpoint at tree size ${row.treeSize} follows one at ${row.prevTreeSize}, which is missing`,
+        };
+      }
+      checkpoints.set(row.treeSize, { signed, source: "stored" });
+      previousSize = row.treeSize;
+      // NOTE: the root of a checkpoint learned this way is recomputed only when it covers exactly
+      // the records read so far. Otherwise its tree size has passed, and the next verification,
+      // which reads the checkpoint at the start, checks its root.
+      if (row.treeSize === frontier.size) {
+        if (Buffer.from(frontier.root()).toString("hex") !== row.rootHash) {
+          return {
+            kind: "modified",
+            seq: row.treeSize,
+            message: `records 1-${row.treeSize} do not match the stored checkpoint signed over them`,
+          };
+        }
+        report.checkpointsVerified++;
+        report.latestCheckpoint = row.treeSize;
+      }
+    }
+    return null;
+  };
+
   for (const external of options.externalCheckpoints ?? []) {
     if (!verifyCheckpoint(external, publicKey)) {
       return fail(
@@ -155,7 +194,11 @@ export async function verifyAuditLog(
     const page = await reader.records(expected - 1, pageSize);
     if (page.length === 0) break;
     for (const row of page) {
-      const damage = checkRecord(row, expected, prevHash, checkpoints);
+      let damage = checkRecord(row, expected, prevHash, checkpoints);
+      if (damage?.kind === "checkpoint_missing" && damage.seq === row.seq) {
+        damage =
+          (await learnCheckpoints(row.seq)) ?? checkRecord(row, expected, prevHash, checkpoints);
+      }
       if (damage !== null) return fail(damage.kind, damage.seq, damage.message);
 
       const hash = row.hash!;
@@ -276,6 +319,24 @@ function columnsMatch(row: StoredRecord, record: ReturnType<typeof parseRecord>)
     row.keyVersion === record.keyVersion &&
     row.credentialId === record.credentialId
   );
+}
+
+/** Returns the signed checkpoint of a stored row when it matches the row and its signature verifies. */
+function checkStoredCheckpoint(
+  row: StoredCheckpoint,
+  publicKey: JsonWebKey,
+): SignedCheckpoint | null {
+  const signed = parseSigned(row.signed);
+  if (
+    signed === null ||
+    signed.body.treeSize !== row.treeSize ||
+    signed.body.rootHash !== row.rootHash ||
+    signed.body.prevTreeSize !== row.prevTreeSize ||
+    !verifyCheckpoint(signed, publicKey)
+  ) {
+    return null;
+  }
+  return signed;
 }
 
 function parseSigned(json: string): SignedCheckpoint | null {

@@ -8,6 +8,7 @@ import { registerCryptCommands } from "./commands/crypt.ts";
 import { registerDevCommand } from "./commands/dev.ts";
 import { registerKeyCommands } from "./commands/keys.ts";
 import { registerOperatorCommands } from "./commands/operator.ts";
+import { registerPolicyCommands } from "./commands/policy.ts";
 import { registerRootCommands } from "./commands/root.ts";
 import { registerServerCommand } from "./commands/server.ts";
 import { registerServiceCommands } from "./commands/service.ts";
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerKeyCommands(program);
   registerCryptCommands(program);
   registerOperatorCommands(program);
+  registerPolicyCommands(program);
   registerServiceCommands(program);
   registerApplyCommand(program);
   registerAuditCommands(program);

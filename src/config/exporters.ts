@@ -56,8 +56,8 @@ export const EXPORTER_DEFAULTS = {
     transport: "tcp",
     // 514 for UDP and plain TCP by custom, 6514 for TLS (RFC 5425).
     ports: { udp: 514, tcp: 514, tls: 6514 },
-    // authpriv: syslog daemons keep it in a file only root reads (/var/log/auth.log or
-    // /var/log/secure), and audit records name principals, addresses and keys.
+    // authpriv, the private security and authorization facility: syslog configurations
+    // conventionally keep it in a file with restricted access, and records name principals.
     facility: "authpriv",
     // RFC 5426 section 3.2: every syslog receiver SHOULD accept UDP messages of 2048 bytes.
     maxMessageBytes: 2048,

@@ -38,7 +38,10 @@ export const ACTION_GROUPS = [
 export type ActionGroup = (typeof ACTION_GROUPS)[number];
 
 export interface ActionSpec {
-  /** Resource types the action applies to; the first is the one a route-level decision uses. */
+  /**
+   * Resource types the action applies to. The first is the one a route-level decision uses; a
+   * list action also names the type of the items it filters one by one.
+   */
   resources: readonly ResourceType[];
   groups: readonly ActionGroup[];
 }
@@ -77,11 +80,11 @@ export const ACTIONS = {
   "token.revoke": { resources: ["Key"], groups: ["scoped-admin", "token"] },
 
   "operator_token.create": { resources: ["Principal"], groups: ["scoped-admin"] },
-  "operator_token.list": { resources: LISTED, groups: ["scoped-admin", "read"] },
+  "operator_token.list": { resources: [...LISTED, "Principal"], groups: ["scoped-admin", "read"] },
   "operator_token.revoke": { resources: ["Principal"], groups: ["scoped-admin"] },
 
   "service.create": { resources: ["Principal"], groups: ["scoped-admin"] },
-  "service.list": { resources: LISTED, groups: ["scoped-admin", "read"] },
+  "service.list": { resources: [...LISTED, "Principal"], groups: ["scoped-admin", "read"] },
   "service.read": { resources: ["Principal"], groups: ["scoped-admin", "read"] },
   "service.secret.rotate": { resources: ["Principal"], groups: ["scoped-admin"] },
   "service.secret.revoke": { resources: ["Principal"], groups: ["scoped-admin"] },

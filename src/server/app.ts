@@ -27,6 +27,7 @@ import { registerIssuerRoutes } from "./routes/issuers.ts";
 import { registerKeyRoutes } from "./routes/keys.ts";
 import { registerOAuthRoutes } from "./routes/oauth.ts";
 import { registerOperatorTokenRoutes } from "./routes/operator-tokens.ts";
+import { registerPolicyRoutes } from "./routes/policies.ts";
 import { registerServiceRoutes } from "./routes/services.ts";
 import { registerSysRoutes } from "./routes/sys.ts";
 import { registerRootRoutes } from "./routes/root.ts";
@@ -147,6 +148,7 @@ export async function buildApp(
   registerOperatorTokenRoutes(app, context);
   registerAuditRoutes(app, context);
   registerApplyRoute(app, context);
+  if (deps.policies !== undefined) registerPolicyRoutes(app, context, deps.policies);
   if (deps.tokens !== undefined) {
     const tokenContext = { ...context, tokens: deps.tokens };
     registerServiceRoutes(app, tokenContext);

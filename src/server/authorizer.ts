@@ -1,11 +1,9 @@
 import type { Authorizer } from "./deps.ts";
 
 /**
- * Allows every authenticated request. It replaces the policy engine for now, so the authorization
- * hook and every route's metadata are exercised from the start.
- *
- * NOTE: scope (environment and tenant) is still enforced by the routes through the key tree;
- * only the per-action policy is missing until the policy engine replaces this.
+ * Allows every authenticated request. Servers use the Cedar authorizer (`src/policy`); this one
+ * is for tests of other parts and for the benchmark that measures what authorization costs.
+ * With it, scope (environment and tenant) is only what the routes and the key tree enforce.
  */
 export const allowAllAuthorizer: Authorizer = {
   authorize: () => Promise.resolve({ allowed: true }),

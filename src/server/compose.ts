@@ -22,6 +22,7 @@ import { createEnvelopeService } from "../envelope/service.ts";
 import { applyHierarchy, createKeyTree } from "../hierarchy/index.ts";
 import { createOperatorTokenService } from "../operators/index.ts";
 import { createSealedRoot, type RootMetrics } from "../root/index.ts";
+import { createPolicyComponents } from "../policy/index.ts";
 import { createPkcs11Root } from "../root/pkcs11/index.ts";
 import { openStorage, type Storage } from "../storage/index.ts";
 import {
@@ -31,8 +32,7 @@ import {
   signRetireAfterMs,
 } from "../tokens/index.ts";
 import { buildApp } from "./app.ts";
-import { allowAllAuthorizer } from "./authorizer.ts";
-import type { ServerDeps } from "./deps.ts";
+import type { Authorizer, ServerDeps } from "./deps.ts";
 import { createLogger } from "./logger.ts";
 import { createMetrics } from "./metrics.ts";
 
@@ -49,6 +49,11 @@ export interface RunningArbor {
 export interface StartOptions {
   logger?: Logger;
   clock?: Clock;
+  /**
+   * Replaces the Cedar authorizer. Only the policy benchmark passes one (the allow-all
+   * authorizer), to measure what authorization costs; no configuration setting reaches it.
+   */
+  authorizer?: Authorizer;
 }
 
 /**
@@ -97,10 +102,21 @@ export async function startArbor(
     // Service principals (access tokens) reach only their own service's keys, both in the
     // routes' look-ups and in the envelope service's.
     const scopedKeyTree = restrictToOwnService(keyTree);
-    const deps: ServerDeps = {
+    // Cedar decides every request, and every key look-up of a route is decided on the key.
+    const policies = await createPolicyComponents({
+      storage,
+      clock,
+      audit,
+      metrics,
+      logger,
       keyTree: scopedKeyTree,
+    });
+    // A replaced authorizer (the benchmark's allow-all one) keeps the key tree's own scope checks.
+    const lookupTree = options.authorizer === undefined ? policies.keyTree : scopedKeyTree;
+    const deps: ServerDeps = {
+      keyTree: lookupTree,
       root,
-      envelope: createEnvelopeService({ keyTree: scopedKeyTree }),
+      envelope: createEnvelopeService({ keyTree: lookupTree }),
       operators: createOperatorTokenService({ storage, clock }),
       audit,
       auditKey,
@@ -110,7 +126,8 @@ export async function startArbor(
         completeness: () => checkCompleteness(storage.db),
         prune: (through) => retention.prune(through),
       },
-      authorizer: allowAllAuthorizer,
+      authorizer: options.authorizer ?? policies.authorizer,
+      policies,
       metrics,
       clock,
       logger,
@@ -219,6 +236,12 @@ export async function startArbor(
  * token ids whose tokens have expired, when unsealed.
  */
 async function runMaintenance(deps: ServerDeps, logger: Logger): Promise<void> {
+  try {
+    // Another node (or process) may have changed policies or grants.
+    await deps.policies?.store.refreshIfChanged();
+  } catch (error) {
+    logger.error({ err: error }, "reloading changed policies failed; retrying on the next run");
+  }
   if (deps.root.status().state !== "unsealed") return;
   try {
     const promoted = await deps.keyTree.promoteDuePending();

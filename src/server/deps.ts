@@ -11,6 +11,7 @@ import type { Clock } from "../clock.ts";
 import type { KeyScope, KeyTree } from "../hierarchy/index.ts";
 import type { OperatorPrincipal, OperatorTokenService } from "../operators/types.ts";
 import type { KeyFacts } from "../policy/entities.ts";
+import type { PolicyAdministration } from "../policy/index.ts";
 import type { InitializeResult, RootProvider } from "../root/types.ts";
 import type { Storage } from "../storage/index.ts";
 import type { ServicePrincipal, TokenService } from "../tokens/index.ts";
@@ -202,4 +203,6 @@ export interface ServerDeps {
    * API accepts operator tokens only.
    */
   tokens?: TokenService;
+  /** Stored policies, grants and explanations. Without it the policy routes are absent. */
+  policies?: PolicyAdministration;
 }

@@ -15,7 +15,8 @@ export type RouteResource =
   | "service_principal"
   | "access_token"
   | "issuer"
-  | "audit_log";
+  | "audit_log"
+  | "policy";
 
 /**
  * Metadata every `/v1` route declares. The authentication, authorization and audit hooks read it,

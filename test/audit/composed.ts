@@ -10,8 +10,12 @@ import { REQUEST_ID_HEADER } from "../../src/server/plugins/request-id.ts";
 import type { Storage } from "../../src/storage/index.ts";
 import { LogCapture } from "../server/harness.ts";
 
+/** A response body as parsed from JSON; the tests check its fields one by one. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- untyped on purpose, see above
+export type ResponseBody = any;
+
 /** One HTTP exchange: the status, the parsed JSON body (or the text) and the echoed request id. */
-export interface HttpResult<T = any> {
+export interface HttpResult<T = ResponseBody> {
   status: number;
   body: T;
   text: string;
@@ -37,14 +41,14 @@ export interface ComposedServer {
   /** Empty until initialised. */
   rootToken: string;
   shares: string[];
-  call<T = any>(
+  call<T = ResponseBody>(
     method: string,
     path: string,
     body?: unknown,
     options?: CallOptions,
   ): Promise<HttpResult<T>>;
   /** Posts an `application/x-www-form-urlencoded` body, as the OAuth endpoints expect. */
-  form<T = any>(
+  form<T = ResponseBody>(
     path: string,
     fields: Record<string, string>,
     headers?: Record<string, string>,

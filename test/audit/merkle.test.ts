@@ -30,7 +30,7 @@ function sha256(...parts: Uint8Array[]): Buffer {
   return hash.digest();
 }
 
-/** The largest power of two smaller than n, for n > 1. */
+/** Returns the largest power of two smaller than n, for n > 1. */
 function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
@@ -117,7 +117,7 @@ describe("Merkle tree against the RFC 9162 definitions", () => {
     }
   });
 
-  test("inclusion proofs for every index of sizes 1 to 64", () => {
+  test("proofs match the RFC 9162 definitions", () => {
     for (let n = 1; n <= MAX_EXHAUSTIVE; n++) {
       const leaves = hashes.slice(0, n);
       for (let m = 0; m < n; m++) {
@@ -129,12 +129,6 @@ describe("Merkle tree against the RFC 9162 definitions", () => {
           `verify ${m} in ${n}`,
         );
       }
-    }
-  });
-
-  test("consistency proofs for every pair of sizes 1 to 64", () => {
-    for (let n = 1; n <= MAX_EXHAUSTIVE; n++) {
-      const leaves = hashes.slice(0, n);
       for (let m = 1; m <= n; m++) {
         const proof = consistencyProof(m, n, leaves);
         assert.deepEqual(proof, naiveProof(m, data.slice(0, n)), `PROOF(${m}, D[${n}])`);
@@ -571,7 +565,7 @@ describe("Merkle properties", () => {
 });
 
 describe("proofs after pruning", () => {
-  /** A leaf source that fails on any leaf below `pruned`, like a table after retention. */
+  /** Returns a leaf source that fails on any leaf below `pruned`, like a table after retention. */
   function prunedSource(pruned: number): (index: number) => Uint8Array {
     return (index) => {
       if (index < pruned) throw new Error(`leaf ${index} was pruned`);

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { GroupCommitter } from "../../src/audit/group-commit.ts";
-import { createSqlAuditWriter } from "../../src/audit/sql-writer.ts";
+import {
+  canonicalRecordJson,
+  GENESIS_HASH,
+  parseRecord,
+  recordHash,
+} from "../../src/audit/record.ts";
+import { chainRecord, createSqlAuditWriter } from "../../src/audit/sql-writer.ts";
 import type { AuditEvent } from "../../src/audit/types.ts";
 import { isArborError } from "../../src/errors/index.ts";
 import { dialects } from "../helpers/dialects.ts";
@@ -97,3 +103,41 @@ for (const dialect of dialects) {
     });
   });
 }
+
+describe("chainRecord", () => {
+  test("canonical text and hash match record.ts", () => {
+    const cases: Array<[string, AuditEvent]> = [
+      ["plain event", event()],
+      [
+        "unicode, large and negative numbers",
+        event({
+          principal: { type: "service", id: "svc_\u00e9\u{1f511}" },
+          details: { z: 1e21, a: -0, m: 0.1, note: "\u2028 line separator", empty: "" },
+        }),
+      ],
+      [
+        "issuance with chain and a __proto__ detail",
+        event({
+          type: "token.issued",
+          keyId: "key_a",
+          keyVersion: 3,
+          credentialId: "tok_a",
+          chain: ["root@1", "key_b@2", "key_a@3"],
+          details: JSON.parse(
+            '{"__proto__": "x", "expiresAt": 1900000000000}',
+          ) as AuditEvent["details"],
+        }),
+      ],
+    ];
+    let tail = { seq: 0, hash: GENESIS_HASH };
+    for (const [name, input] of cases) {
+      const chained = chainRecord(input, tail);
+      assert.equal(chained.record.seq, tail.seq + 1, name);
+      assert.equal(chained.record.prevHash, tail.hash, name);
+      assert.equal(chained.canonical, canonicalRecordJson(chained.record), name);
+      assert.equal(chained.hash, recordHash(chained.record), name);
+      assert.equal(recordHash(parseRecord(chained.canonical)), chained.hash, name);
+      tail = { seq: chained.record.seq, hash: chained.hash };
+    }
+  });
+});

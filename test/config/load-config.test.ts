@@ -93,7 +93,7 @@ storage: { kind: sqlite, path: /var/lib/arbor/arbor.db }
 root: { provider: sealed, shares: 7, threshold: 4 }
 audit:
   exporters:
-    - { kind: file, path: /var/log/arbor/audit.jsonl }
+    - { type: file, name: local, path: /var/log/arbor/audit.jsonl }
 limits:
   max_payload_bytes: 2048
   max_body_bytes: 4096
@@ -111,7 +111,17 @@ log_level: debug
       allowInsecureListen: false,
       storage: { kind: "sqlite", path: "/var/lib/arbor/arbor.db" },
       root: { provider: "sealed", shares: 7, threshold: 4 },
-      audit: { exporters: [{ kind: "file", path: "/var/log/arbor/audit.jsonl" }] },
+      audit: {
+        exporters: [
+          {
+            type: "file",
+            name: "local",
+            path: "/var/log/arbor/audit.jsonl",
+            maxBytes: 104_857_600,
+            maxFiles: 10,
+          },
+        ],
+      },
       limits: {
         maxPayloadBytes: 2048,
         maxBodyBytes: 4096,

@@ -88,7 +88,8 @@ export class FileSink implements Sink {
 
     let handle: FileHandle;
     try {
-      handle = await open(this.#path, "a", 0o600);
+      // Read and append: reading is needed only to check the last byte (see #endTornLine).
+      handle = await open(this.#path, "a+", 0o600);
     } catch (error) {
       throw new DeliveryError("unavailable", `failed to open ${this.#path}: ${errorCode(error)}`, {
         cause: error,
@@ -106,9 +107,7 @@ export class FileSink implements Sink {
       throw new DeliveryError(
         "unavailable",
         `failed to prepare ${this.#path}: ${errorCode(error)}`,
-        {
-          cause: error,
-        },
+        { cause: error },
       );
     }
   }
@@ -156,9 +155,7 @@ export class FileSink implements Sink {
       throw new DeliveryError(
         "unavailable",
         `failed to rotate ${this.#path}: ${errorCode(error)}`,
-        {
-          cause: error,
-        },
+        { cause: error },
       );
     }
     return this.#openCurrent();

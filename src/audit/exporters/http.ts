@@ -111,16 +111,16 @@ function statusError(response: Response, url: string): DeliveryError {
   if (status >= 300 && status < 400) {
     return new DeliveryError(
       "rejected",
-      `POST ${url} answered ${status} with a redirect, which is not followed: set the exporter's url to the final address`,
+      `POST ${url} returned the redirect status ${status}, which is not followed: set the exporter's url to the final address`,
     );
   }
   if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
     return new DeliveryError(
       "rejected",
-      `POST ${url} answered ${status}: check the exporter's url, token and headers`,
+      `POST ${url} failed with status ${status}: check the exporter's url, token and headers`,
     );
   }
-  return new DeliveryError("unavailable", `POST ${url} answered ${status}`, {
+  return new DeliveryError("unavailable", `POST ${url} failed with status ${status}`, {
     retryAfterMs: parseRetryAfter(response.headers.get("retry-after")),
   });
 }
@@ -143,9 +143,7 @@ async function readBearerToken(path: string): Promise<string> {
     throw new DeliveryError(
       "unavailable",
       `failed to read the bearer token file ${path} (${code})`,
-      {
-        cause: error,
-      },
+      { cause: error },
     );
   }
   const token = text.replace(/[\r\n]+$/, "");

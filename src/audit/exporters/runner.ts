@@ -61,8 +61,8 @@ export function retryDelay(
 /**
  * Copies the audit log to every sink, each in its own loop: read from the exporter's cursor,
  * deliver the batch, then store the cursor. The cursor moves only after the sink resolved, so a
- * crash between delivery and the cursor save sends that batch again (at-least-once delivery;
- * receivers deduplicate by `seq`). A failed delivery is retried with the same batch after a
+ * crash between delivery and the cursor save sends that batch again. Delivery is therefore at
+ * least once, and receivers deduplicate by `seq`. A failed delivery is retried with the same batch after a
  * jittered, capped backoff, and one exporter's outage never holds back another.
  *
  * Nothing here runs on the audit writer's path: `wake()` only sets a flag and resolves a timer,
@@ -296,8 +296,6 @@ class ExportLoop {
     }
 
     const batch = this.#batch;
-    this.#cursor = batch[batch.length - 1]!.seq;
-    await this.#saveCursor();
     this.#delivering = true;
     try {
       await this.#sink.deliver(batch);
@@ -445,7 +443,8 @@ class ExportLoop {
         this.#pause = null;
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      // Unreferenced: an idle or retrying exporter alone does not keep the process running.
+      const timer = setTimeout(done, ms).unref();
       this.#pause = { resolve: done, wakeable };
     });
   }

@@ -59,14 +59,14 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 /**
  * Formats one record as an RFC 5424 message:
  * `<PRI>1 TIMESTAMP HOSTNAME arbor PROCID MSGID [sd-id seq="..." hash="..."] MSG`. MSGID is the
- * event type, TIMESTAMP the event time in UTC with milliseconds, and MSG the stored JSON. A UTF-8
- * byte order mark starts MSG when the JSON has non-ASCII characters, as RFC 5424 section 6.4
- * requires for UTF-8 text; pure ASCII needs none.
+ * event type, TIMESTAMP the event time in UTC with milliseconds, and MSG the stored JSON. RFC 5424
+ * section 6.4 requires a UTF-8 byte order mark before MSG text in UTF-8, so MSG starts with one
+ * when the JSON has non-ASCII characters. Pure ASCII needs none.
  *
  * When the message would exceed `maxBytes`, MSG is left out and the structured data gains
- * `omitted_bytes`, the length of the JSON left out. The receiver still sees every record's seq,
- * hash, type, time and severity, and can fetch the full record by seq; a cut JSON text would be
- * neither parseable nor verifiable against the hash.
+ * `omitted_bytes`, the length of the JSON left out. The receiver still gets every record's seq,
+ * hash, type, time and severity, and the full record stays in Arbor's log under that seq. A cut
+ * JSON text would be neither parseable nor verifiable against the hash.
  */
 export function formatSyslogMessage(
   record: ExportRecord,

@@ -49,9 +49,9 @@ function formatOptions(options: SyslogSinkOptions): SyslogFormatOptions {
 
 /**
  * Syslog over TCP or TLS with octet-counting framing (RFC 6587, RFC 5425). A batch counts as
- * delivered once the kernel took all of it; syslog has no acknowledgement, so records written just
- * before the receiver dies can be lost. Receivers that need proof of receipt should use the HTTP
- * exporter. The connection is opened on the first delivery and again after the peer closes it.
+ * delivered once the kernel accepted all of it. Syslog has no acknowledgement, so records written
+ * just before the receiver dies can be lost; receivers that need proof of receipt should use the
+ * HTTP exporter. The connection is opened on the first delivery and again after the peer closes it.
  */
 class StreamSyslogSink implements Sink {
   readonly name: string;
@@ -82,12 +82,15 @@ class StreamSyslogSink implements Sink {
     this.#closed = true;
     const socket = this.#socket;
     this.#socket = null;
-    if (socket === null) return;
+    if (socket === null || socket.destroyed) return;
     await new Promise<void>((resolve) => {
-      socket.once("close", () => resolve());
-      socket.end();
       // A peer that never closes its side must not hold up the shutdown.
-      setTimeout(() => socket.destroy(), 1000).unref();
+      const timer = setTimeout(() => socket.destroy(), 1000);
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.end();
     });
   }
 
@@ -112,9 +115,7 @@ class StreamSyslogSink implements Sink {
           new DeliveryError(
             "unavailable",
             `failed to connect to syslog receiver ${target}: ${message(error)}`,
-            {
-              cause: error,
-            },
+            { cause: error },
           ),
         );
       };
@@ -122,6 +123,11 @@ class StreamSyslogSink implements Sink {
       socket.once(readyEvent, () => {
         clearTimeout(timer);
         socket.off("error", onError);
+        if (this.#closed) {
+          socket.destroy();
+          reject(new DeliveryError("unavailable", `syslog exporter ${this.name} is closed`));
+          return;
+        }
         this.#adopt(socket);
         resolve(socket);
       });
@@ -137,6 +143,8 @@ class StreamSyslogSink implements Sink {
     };
     // Reading is what lets 'end' fire when the peer closes; a syslog receiver sends nothing.
     socket.resume();
+    // Probes an idle connection, so a peer that vanished without closing is noticed.
+    socket.setKeepAlive(true, 60_000);
     socket.on("end", forget);
     socket.on("error", forget);
     socket.on("close", forget);
@@ -161,9 +169,7 @@ class StreamSyslogSink implements Sink {
           new DeliveryError(
             "unavailable",
             `failed to write to the syslog receiver: ${message(error)}`,
-            {
-              cause: error,
-            },
+            { cause: error },
           ),
         );
       };
@@ -181,14 +187,18 @@ class StreamSyslogSink implements Sink {
 
 /**
  * Syslog over UDP (RFC 5426), one message per datagram. "Delivered" means sent: UDP has no
- * acknowledgement, so datagrams lost on the way are lost. The socket is connected, so the kernel
- * reports ICMP port-unreachable errors for a receiver that is down, and those batches are retried.
+ * acknowledgement, so records sent while the receiver is down are lost. The socket is connected,
+ * so when the receiver's host responds with ICMP port unreachable, the next delivery fails. The
+ * runner then counts the outage and retries at its backoff interval, which loses at most one batch
+ * per retry rather than every batch of the outage. Use TCP, TLS or HTTP where loss matters.
  */
 class UdpSyslogSink implements Sink {
   readonly name: string;
   readonly #options: SyslogSinkOptions;
   readonly #format: SyslogFormatOptions;
-  #socket: Promise<DatagramSocket> | null = null;
+  #socket: DatagramSocket | null = null;
+  /** An error the kernel reported for an earlier datagram, such as ECONNREFUSED. */
+  #reportedError: Error | null = null;
   #closed = false;
 
   constructor(options: SyslogSinkOptions) {
@@ -198,33 +208,36 @@ class UdpSyslogSink implements Sink {
   }
 
   async deliver(batch: ExportRecord[]): Promise<void> {
-    if (this.#closed)
+    if (this.#closed) {
       throw new DeliveryError("unavailable", `syslog exporter ${this.name} is closed`);
+    }
+    const reported = this.#reportedError;
+    if (reported !== null) {
+      this.#reportedError = null;
+      const { host, port } = this.#options;
+      throw new DeliveryError(
+        "unavailable",
+        `syslog receiver udp://${host}:${port} is not receiving (${message(reported)} for an earlier datagram, which is lost)`,
+        { cause: reported },
+      );
+    }
 
     const messages = batch.map((record) =>
       formatSyslogMessage(record, this.#format, this.#options.maxMessageBytes),
     );
-    this.#socket ??= this.#open();
-    let socket: DatagramSocket;
-    try {
-      socket = await this.#socket;
-    } catch (error) {
-      this.#socket = null;
-      throw error;
-    }
-
+    const socket = this.#socket ?? (await this.#open());
     for (const message of messages) await this.#send(socket, message.bytes);
+
     const omitted = messages.filter((message) => message.bodyOmitted).length;
     if (omitted > 0) this.#options.onBodyOmitted?.(omitted);
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
-    const pending = this.#socket;
+    const socket = this.#socket;
     this.#socket = null;
-    if (pending === null) return;
-    const socket = await pending.catch(() => null);
-    if (socket !== null) await new Promise<void>((resolve) => socket.close(() => resolve()));
+    if (socket === null) return Promise.resolve();
+    return new Promise<void>((resolve) => socket.close(() => resolve()));
   }
 
   #open(): Promise<DatagramSocket> {
@@ -236,27 +249,33 @@ class UdpSyslogSink implements Sink {
         if (failed) return;
         failed = true;
         socket.close();
+        const target = `udp://${host}:${port}`;
         reject(
           new DeliveryError(
             "unavailable",
-            `failed to reach syslog receiver udp://${host}:${port}: ${message(error)}`,
-            {
-              cause: error,
-            },
+            `failed to reach syslog receiver ${target}: ${message(error)}`,
+            { cause: error },
           ),
         );
       };
       socket.once("error", onError);
-      // Node passes a failed lookup to this callback rather than emitting 'error'.
+      // Node hands a failed lookup or connect to this callback, when one is given, instead of
+      // emitting 'error'.
       socket.connect(port, host, (error?: Error) => {
         if (error !== undefined && error !== null) {
           onError(error);
           return;
         }
         socket.off("error", onError);
-        // Later errors (such as ICMP port unreachable) surface through send(); this only keeps
-        // an unhandled 'error' event from ending the process.
-        socket.on("error", () => undefined);
+        // An ICMP port unreachable response arrives as an 'error' event (ECONNREFUSED from
+        // recvmsg), after the send that caused it has already succeeded.
+        socket.on("error", (error) => this.#drop(socket, error));
+        if (this.#closed) {
+          socket.close();
+          reject(new DeliveryError("unavailable", `syslog exporter ${this.name} is closed`));
+          return;
+        }
+        this.#socket = socket;
         resolve(socket);
       });
     });
@@ -269,25 +288,24 @@ class UdpSyslogSink implements Sink {
           resolve();
           return;
         }
-        void this.#discard(socket);
+        this.#drop(socket, null);
         reject(
           new DeliveryError(
             "unavailable",
             `failed to send to the syslog receiver: ${message(error)}`,
-            {
-              cause: error,
-            },
+            { cause: error },
           ),
         );
       });
     });
   }
 
-  /** Drops a failed socket so the next batch resolves the host and connects again. */
-  async #discard(socket: DatagramSocket): Promise<void> {
-    const current = this.#socket;
+  /** Drops a failed socket, so the next batch resolves the host and connects again. */
+  #drop(socket: DatagramSocket, reported: Error | null): void {
+    if (this.#socket !== socket) return;
     this.#socket = null;
-    if (current !== null && (await current.catch(() => null)) === socket) socket.close();
+    if (reported !== null) this.#reportedError = reported;
+    socket.close();
   }
 }
 

@@ -50,9 +50,9 @@ export interface Sink {
 }
 
 /**
- * Why a delivery failed. `unavailable`: the target was unreachable, timed out or answered with a
- * temporary error. `rejected`: the target refused the batch (an HTTP 4xx other than 408 and 429),
- * which usually needs an operator, yet the batch is still retried so nothing is skipped.
+ * Reason for a failed delivery. `unavailable`: the target was unreachable, timed out or responded with a
+ * temporary error. `rejected`: the target rejected the batch (an HTTP 4xx other than 408 and 429).
+ * That usually needs an operator, but the batch is still retried so nothing is skipped.
  */
 export type DeliveryFailure = "unavailable" | "rejected";
 

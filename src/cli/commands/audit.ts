@@ -222,14 +222,21 @@ export function registerAuditCommands(program: Command): void {
     });
 }
 
-/** Reads the log over the API; verification trusts only the signed checkpoints it returns. */
+/**
+ * Reads the log over the API; verification trusts only the signed checkpoints it returns. Each
+ * `checkpoints()` call fetches them anew, because verification asks again for a checkpoint that a
+ * live server signed after the first call; the anchor is the first call's.
+ */
 function httpReader(api: ArborClient): AuditLogReader {
-  let checkpoints: { checkpoints: StoredCheckpoint[]; anchor: StoredAnchor | null } | null = null;
-  const loadCheckpoints = async () =>
-    (checkpoints ??= await api.get<{
+  let first: { checkpoints: StoredCheckpoint[]; anchor: StoredAnchor | null } | null = null;
+  const fetchCheckpoints = async () => {
+    const fetched = await api.get<{
       checkpoints: StoredCheckpoint[];
       anchor: StoredAnchor | null;
-    }>("/v1/audit/checkpoints"));
+    }>("/v1/audit/checkpoints");
+    first ??= fetched;
+    return fetched;
+  };
   return {
     async records(afterSeq, limit) {
       const page = await api.get<{ records: StoredRecord[] }>("/v1/audit/records", {
@@ -238,8 +245,8 @@ function httpReader(api: ArborClient): AuditLogReader {
       });
       return page.records;
     },
-    checkpoints: async () => (await loadCheckpoints()).checkpoints,
-    anchor: async () => (await loadCheckpoints()).anchor,
+    checkpoints: async () => (await fetchCheckpoints()).checkpoints,
+    anchor: async () => (first ?? (await fetchCheckpoints())).anchor,
   };
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 
 import { buildProof, traceSubject } from "../../audit/trace.ts";
-import { ArborError } from "../../errors/index.ts";
+import { ArborError, invalidArgument } from "../../errors/index.ts";
 import { emptyBodySchema, withErrors } from "../schemas.ts";
 import type { RouteContext } from "./context.ts";
 
@@ -11,7 +11,7 @@ const DEFAULT_PAGE = 500;
 // Query strings arrive as text and the server's validator does not coerce types, so the numbers
 // of `/v1/audit/records` are declared as digit strings and converted in the handler.
 const SEQ_TEXT = { type: "string", pattern: "^(0|[1-9][0-9]{0,14})$" } as const;
-const PAGE_TEXT = { type: "string", pattern: "^[1-9][0-9]{0,3}$|^5000$" } as const;
+const PAGE_TEXT = { type: "string", pattern: "^[1-9][0-9]{0,5}$" } as const;
 
 const storedRecordSchema = {
   type: "object",
@@ -151,6 +151,9 @@ export function registerAuditRoutes(app: FastifyInstance, { deps, audit }: Route
     async (request) => {
       const after = Number(request.query.after ?? 0);
       const limit = Number(request.query.limit ?? DEFAULT_PAGE);
+      if (limit > MAX_PAGE) {
+        throw invalidArgument("limit", request.query.limit, `expected 1 to ${MAX_PAGE}`);
+      }
       const records = await log.store.records(after, limit);
       return { records, next: records.at(-1)?.seq ?? after };
     },

@@ -1,5 +1,11 @@
 import type { FastifyInstance } from "fastify";
 
+import { ArborError, quote } from "../../errors/index.ts";
+import {
+  isWithinScope,
+  resolveScope,
+  validateRequestedScope,
+} from "../../operators/scope.ts";
 import { durationMs } from "../durations.ts";
 import { durationSchema, withErrors } from "../schemas.ts";
 import { operatorTokenView } from "../views.ts";
@@ -62,8 +68,28 @@ export function registerOperatorTokenRoutes(
     },
     async (request, reply) => {
       const { name, ttl, environment, tenant, readOnly } = request.body;
+      const creator = operatorOf(request.principal);
+      const scope = resolveScope(
+        creator,
+        validateRequestedScope({ name, environment, tenant, readOnly }),
+      );
+      // Outside the creator's scope, the token service rejects the request with its own message.
+      const decision = await request.decide({
+        type: "principal",
+        id: "new",
+        kind: "operator",
+        environment: scope.environment,
+        tenant: scope.tenant,
+        service: null,
+      });
+      if (!decision.allowed && isWithinScope(creator, scope)) {
+        throw new ArborError(
+          "FORBIDDEN",
+          `this token is not allowed to create operator tokens for ${quote(`${scope.environment ?? "*"}/${scope.tenant ?? "*"}`)}`,
+        );
+      }
       // Omitted fields stay omitted: the token service fills them from the creator's token.
-      const created = await deps.operators.create(operatorOf(request.principal), {
+      const created = await deps.operators.create(creator, {
         name,
         ttlMs: ttl === undefined ? undefined : durationMs(ttl, "ttl"),
         environment,
@@ -101,7 +127,12 @@ export function registerOperatorTokenRoutes(
     },
     async (request) => {
       const tokens = await deps.operators.list(operatorOf(request.principal));
-      return { tokens: tokens.map(operatorTokenView) };
+      const visible = [];
+      for (const token of tokens) {
+        const target = { type: "principal", kind: "operator", service: null, ...token } as const;
+        if ((await request.decide(target)).allowed) visible.push(token);
+      }
+      return { tokens: visible.map(operatorTokenView) };
     },
   );
 
@@ -133,7 +164,27 @@ export function registerOperatorTokenRoutes(
     },
     async (request) => {
       audit.note(request, { credentialId: request.params.id });
-      const revoked = await deps.operators.revoke(operatorOf(request.principal), request.params.id);
+      const actor = operatorOf(request.principal);
+      // A token a policy keeps from the caller is "not found", like one outside its scope; any
+      // other case is left to the token service, which answers the same for those.
+      const row = await deps.storage.operatorTokens.findById(request.params.id);
+      if (row !== undefined && isWithinScope(actor, row)) {
+        const decision = await request.decide({
+          type: "principal",
+          id: row.id,
+          kind: "operator",
+          environment: row.environment,
+          tenant: row.tenant,
+          service: null,
+        });
+        if (!decision.allowed) {
+          throw new ArborError("NOT_FOUND", `operator token ${request.params.id} not found`, {
+            parameter: "id",
+            value: request.params.id,
+          });
+        }
+      }
+      const revoked = await deps.operators.revoke(actor, request.params.id);
       await audit.success(request);
       return operatorTokenView(revoked);
     },

@@ -1,6 +1,8 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 
 import { formatDuration } from "../../config/index.ts";
+import { ArborError, quote } from "../../errors/index.ts";
+import { isInScope } from "../../hierarchy/index.ts";
 import type { ClientSecretInfo, ServicePrincipalInfo } from "../../tokens/index.ts";
 import { durationMs } from "../durations.ts";
 import { durationSchema, withErrors } from "../schemas.ts";
@@ -81,6 +83,21 @@ export function registerServiceRoutes(
 ): void {
   const principals = tokens.principals;
 
+  /**
+   * Reads a service principal inside the caller's scope and decides the request on it; a
+   * principal a policy keeps from the caller is "not found", exactly like one outside its scope.
+   */
+  async function authorizedPrincipal(request: FastifyRequest, id: string) {
+    const info = await principals.get(operatorOf(request.principal), id);
+    if (!(await request.decide(principalTarget(info))).allowed) {
+      throw new ArborError("NOT_FOUND", `service principal ${quote(id)} not found`, {
+        parameter: "id",
+        value: id,
+      });
+    }
+    return info;
+  }
+
   app.post<{ Body: CreateServiceBody }>(
     "/v1/services",
     {
@@ -117,7 +134,24 @@ export function registerServiceRoutes(
     },
     async (request, reply) => {
       const { maxTokenTtl, ...fields } = request.body;
-      const created = await principals.create(operatorOf(request.principal), {
+      const actor = operatorOf(request.principal);
+      const target = {
+        type: "principal",
+        id: "new",
+        kind: "service",
+        environment: fields.environment,
+        tenant: fields.tenant ?? "-",
+        service: fields.service,
+      } as const;
+      // Outside the caller's scope, the principal manager rejects the request with its own message.
+      const decision = await request.decide(target);
+      if (!decision.allowed && isInScope({ environment: target.environment, tenant: target.tenant }, actor)) {
+        throw new ArborError(
+          "FORBIDDEN",
+          `this token is not allowed to create service principals for ${quote(`${target.environment}/${target.tenant}/${target.service}`)}`,
+        );
+      }
+      const created = await principals.create(actor, {
         ...fields,
         ...(maxTokenTtl === undefined
           ? {}
@@ -160,7 +194,11 @@ export function registerServiceRoutes(
     },
     async (request) => {
       const list = await principals.list(operatorOf(request.principal));
-      return { services: list.map(principalView) };
+      const visible = [];
+      for (const info of list) {
+        if ((await request.decide(principalTarget(info))).allowed) visible.push(info);
+      }
+      return { services: visible.map(principalView) };
     },
   );
 
@@ -174,8 +212,7 @@ export function registerServiceRoutes(
       },
       config: config("service.read", null),
     },
-    async (request) =>
-      principalView(await principals.get(operatorOf(request.principal), request.params.id)),
+    async (request) => principalView(await authorizedPrincipal(request, request.params.id)),
   );
 
   app.post<{ Params: { id: string }; Body: { overlap?: string | number } }>(
@@ -207,6 +244,7 @@ export function registerServiceRoutes(
     },
     async (request, reply) => {
       audit.note(request, { details: { clientId: request.params.id } });
+      await authorizedPrincipal(request, request.params.id);
       const overlap = request.body.overlap;
       const overlapMs = overlap === undefined ? 0 : durationMs(overlap, "overlap");
       const rotated = await principals.rotateSecret(
@@ -248,11 +286,23 @@ export function registerServiceRoutes(
     async (request) => {
       const { id, secretId } = request.params;
       audit.note(request, { credentialId: secretId, details: { clientId: id } });
+      await authorizedPrincipal(request, id);
       const revoked = await principals.revokeSecret(operatorOf(request.principal), id, secretId);
       await audit.success(request);
       return secretView(revoked);
     },
   );
+}
+
+function principalTarget(info: ServicePrincipalInfo) {
+  return {
+    type: "principal",
+    id: info.id,
+    kind: "service",
+    environment: info.environment,
+    tenant: info.tenant,
+    service: info.service,
+  } as const;
 }
 
 function principalView(info: ServicePrincipalInfo) {

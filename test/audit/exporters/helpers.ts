@@ -82,7 +82,9 @@ export class MemoryCursorStore implements CursorStore {
     if (this.failSaves) return Promise.reject(new Error("disk I/O error"));
     const current = this.#cursors.get(exporter) ?? 0;
     if (seq < current) {
-      return Promise.reject(new Error(`cursor of ${exporter} moved back from ${current} to ${seq}`));
+      return Promise.reject(
+        new Error(`cursor of ${exporter} moved back from ${current} to ${seq}`),
+      );
     }
     this.#cursors.set(exporter, seq);
     this.saves.push({ exporter, seq });
@@ -202,15 +204,16 @@ export class MemorySink implements Sink {
   }
 }
 
-/** Polls `condition` every 5 ms until it holds; fails naming `what` after `timeoutMs`. */
+/** Polls `condition` every 5 ms until it holds; fails naming `description` after `timeoutMs`. */
 export async function waitFor(
   condition: () => boolean,
-  what: string,
+  description: string,
   timeoutMs = 5000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
