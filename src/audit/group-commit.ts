@@ -7,6 +7,7 @@ type Work = (trx: Transaction<Database>) => Promise<void>;
 
 interface Pending {
   work: Work;
+  finish: Work | undefined;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -33,9 +34,15 @@ export class GroupCommitter {
     this.#maxBatch = options.maxBatch ?? 512;
   }
 
-  submit(work: Work): Promise<void> {
+  /**
+   * Queues `work` for the next transaction and resolves once that transaction has committed.
+   * `finish`, when given, runs after every work item of the transaction and before the commit,
+   * once per transaction however many submitters passed the same function: work can stage rows
+   * and `finish` insert them all with one statement.
+   */
+  submit(work: Work, finish?: Work): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ work, resolve, reject });
+      this.#queue.push({ work, finish, resolve, reject });
       if (!this.#running) {
         this.#running = true;
         // Let the requests already in this turn of the event loop join the batch.
@@ -49,7 +56,12 @@ export class GroupCommitter {
       const batch = this.#queue.splice(0, this.#maxBatch);
       try {
         await this.#storage.write(async (trx) => {
-          for (const item of batch) await item.work(trx);
+          const finishes = new Set<Work>();
+          for (const item of batch) {
+            await item.work(trx);
+            if (item.finish !== undefined) finishes.add(item.finish);
+          }
+          for (const finish of finishes) await finish(trx);
         });
         for (const item of batch) item.resolve();
       } catch (error) {

@@ -1,7 +1,13 @@
 import type { Insertable, Transaction } from "kysely";
 
 import { ArborError } from "../errors/index.ts";
-import type { AuditEventsTable, Database, Executor, IssuanceKind } from "../storage/schema.ts";
+import type {
+  AuditEventsTable,
+  Database,
+  Executor,
+  IssuanceKind,
+  IssuancesTable,
+} from "../storage/schema.ts";
 import type { GroupCommitter } from "./group-commit.ts";
 import { buildCanonicalRecord, GENESIS_HASH, leafHashOfBytes, type AuditRecord } from "./record.ts";
 import { redactSecrets } from "./redact.ts";
@@ -31,7 +37,8 @@ export function createSqlAuditWriter(
       // Checked before queueing, so a malformed issuance event fails alone instead of failing the batch it would join.
       requireIssuanceFields(event);
       try {
-        await committer.submit((trx) => insertEvent(trx, event));
+        // Rows are staged per event and inserted together when the batch is complete.
+        await committer.submit((trx) => stageEvent(trx, event), insertStagedEvents);
       } catch (error) {
         throw auditUnavailable(error);
       }
@@ -72,20 +79,47 @@ const tails = new WeakMap<Transaction<Database>, ChainTail>();
  * together or not at all.
  */
 export async function insertEvent(trx: Transaction<Database>, input: AuditEvent): Promise<void> {
+  await stageEvent(trx, input);
+  await insertStagedEvents(trx);
+}
+
+/** Rows of chained events that are computed but not yet inserted, per transaction. */
+interface StagedRows {
+  events: Insertable<AuditEventsTable>[];
+  issuances: Insertable<IssuancesTable>[];
+}
+
+const staged = new WeakMap<Transaction<Database>, StagedRows>();
+
+/**
+ * Rows per insert statement. Each distinct row count is another SQL text in the SQLite statement
+ * cache, so the count is capped. Batches larger than this still need few statements.
+ */
+const ROWS_PER_INSERT = 16;
+
+/**
+ * Chains the event as {@link insertEvent} does, but only stages its rows; {@link insertStagedEvents}
+ * inserts them, and must run in the same transaction before it commits. The chain tail advances
+ * at once, so the next event staged in the transaction follows this one.
+ */
+async function stageEvent(trx: Transaction<Database>, input: AuditEvent): Promise<void> {
   if (!trx.isTransaction) {
     throw new Error("audit events are chained inside a write transaction; none is open");
   }
   // A secret a caller pasted where an id belongs never reaches the permanent log.
   const event = redactSecrets(input);
+  const kind = requireIssuanceFields(event);
   const tail = tails.get(trx) ?? (await readTail(trx));
   const { record, canonical, hash } = chainRecord(event, tail);
-  await trx
-    .insertInto("audit_events")
-    .values(toRow(event, record.seq, tail.hash, hash, canonical))
-    .execute();
+
+  let rows = staged.get(trx);
+  if (rows === undefined) {
+    rows = { events: [], issuances: [] };
+    staged.set(trx, rows);
+  }
+  rows.events.push(toRow(event, record.seq, tail.hash, hash, canonical));
   tails.set(trx, { seq: record.seq, hash });
 
-  const kind = requireIssuanceFields(event);
   if (
     kind === null ||
     event.credentialId === null ||
@@ -94,19 +128,31 @@ export async function insertEvent(trx: Transaction<Database>, input: AuditEvent)
   )
     return;
   const expiresAt = event.details.expiresAt;
-  await trx
-    .insertInto("issuances")
-    .values({
-      id: event.credentialId,
-      kind,
-      key_id: event.keyId,
-      key_version: event.keyVersion,
-      principal: `${event.principal.type}:${event.principal.id}`,
-      issued_at: event.at,
-      expires_at: typeof expiresAt === "number" ? expiresAt : null,
-      revoked_at: null,
-    })
-    .execute();
+  rows.issuances.push({
+    id: event.credentialId,
+    kind,
+    key_id: event.keyId,
+    key_version: event.keyVersion,
+    principal: `${event.principal.type}:${event.principal.id}`,
+    issued_at: event.at,
+    expires_at: typeof expiresAt === "number" ? expiresAt : null,
+    revoked_at: null,
+  });
+}
+
+/** Inserts the rows staged in the transaction, up to ROWS_PER_INSERT per statement. */
+async function insertStagedEvents(trx: Transaction<Database>): Promise<void> {
+  const rows = staged.get(trx);
+  if (rows === undefined) return;
+  staged.delete(trx);
+  for (let start = 0; start < rows.events.length; start += ROWS_PER_INSERT) {
+    const chunk = rows.events.slice(start, start + ROWS_PER_INSERT);
+    await trx.insertInto("audit_events").values(chunk).execute();
+  }
+  for (let start = 0; start < rows.issuances.length; start += ROWS_PER_INSERT) {
+    const chunk = rows.issuances.slice(start, start + ROWS_PER_INSERT);
+    await trx.insertInto("issuances").values(chunk).execute();
+  }
 }
 
 /** A record chained after a tail: the record, its canonical JSON text and its leaf hash. */

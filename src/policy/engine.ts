@@ -67,7 +67,7 @@ export interface EngineOptions {
 }
 
 /** A stored document after parsing: its policies with their ids and parsed form. */
-interface ParsedPolicy {
+export interface ParsedPolicy {
   origin: PolicyOrigin;
   json: PolicyJson;
 }
@@ -88,7 +88,7 @@ export class PolicyEngine {
   readonly #prefix: string;
   readonly #cache: DecisionCache<EngineDecision>;
   #policies = new Map<string, PolicyOrigin>();
-  #setOf = new Map<ActionName, string>();
+  #setOf = new Map<ActionName, PolicySet>();
   #generation = 0;
 
   constructor(options: EngineOptions = {}) {
@@ -126,23 +126,20 @@ export class PolicyEngine {
    */
   load(documents: readonly StoredPolicyDocument[]): void {
     const parsed = [...builtinPolicies(), ...validateDocuments(documents)];
-    const sets = partitionByAction(parsed);
 
-    // Everything that can fail is done; from here on the new set replaces the old one at once.
-    const setOf = new Map<ActionName, string>();
-    const ids = new Map<string, string>();
-    for (const [action, members] of sets) {
+    // Actions whose policies are the same share one set. Sets are parsed on first use, so a
+    // change does not block the event loop for every action at once; slots are reused across
+    // loads, which bounds what the Cedar module keeps.
+    const setOf = new Map<ActionName, PolicySet>();
+    const bySignature = new Map<string, PolicySet>();
+    for (const [action, members] of partitionByAction(parsed)) {
       const signature = members.map((policy) => policy.origin.id).join("\n");
-      let id = ids.get(signature);
-      if (id === undefined) {
-        id = `${this.#prefix}-${ids.size}`;
-        ids.set(signature, id);
-        const staticPolicies = Object.fromEntries(
-          members.map((policy) => [policy.origin.id, policy.origin.text]),
-        );
-        requireSuccess(cedar().preparsePolicySet(id, { staticPolicies }), "the policy set");
+      let set = bySignature.get(signature);
+      if (set === undefined) {
+        set = { id: `${this.#prefix}-${bySignature.size}`, members, parsed: false };
+        bySignature.set(signature, set);
       }
-      setOf.set(action, id);
+      setOf.set(action, set);
     }
     this.#setOf = setOf;
     this.#policies = new Map(parsed.map((policy) => [policy.origin.id, policy.origin]));
@@ -172,11 +169,24 @@ export class PolicyEngine {
     return { ...decision, determining, summary: summarize(decision, determining), entities };
   }
 
+  /** Returns the id of the action's pre-parsed set, parsing it now if this load has not yet. */
+  #preparsed(action: ActionName): string {
+    const set = this.#setOf.get(action)!;
+    if (!set.parsed) {
+      const staticPolicies = Object.fromEntries(
+        set.members.map((policy) => [policy.origin.id, policy.origin.text]),
+      );
+      requireSuccess(cedar().preparsePolicySet(set.id, { staticPolicies }), "the policy set");
+      set.parsed = true;
+    }
+    return set.id;
+  }
+
   #evaluate(request: DecisionRequest, entities: EntityJson[]): EngineDecision {
     if (!isActionName(request.action)) {
       return deny([], [`action "${request.action}" is not in the schema`]);
     }
-    const setId = this.#setOf.get(request.action)!;
+    const setId = this.#preparsed(request.action);
     const answer = cedar().statefulIsAuthorized({
       principal: entities[0]!.uid,
       action: { type: `${NAMESPACE}::Action`, id: request.action },
@@ -200,6 +210,13 @@ export class PolicyEngine {
       errors: Object.freeze([]),
     });
   }
+}
+
+/** The policies of one or more actions, pre-parsed into the Cedar module under `id` on first use. */
+interface PolicySet {
+  id: string;
+  members: ParsedPolicy[];
+  parsed: boolean;
 }
 
 function deny(policies: readonly string[], errors: readonly string[]): EngineDecision {

@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { GroupCommitter } from "../../src/audit/group-commit.ts";
 import {
   canonicalRecordJson,
+  checkHashChain,
   GENESIS_HASH,
   parseRecord,
   recordHash,
@@ -55,6 +56,68 @@ for (const dialect of dialects) {
       const rows = await h.storage.db.selectFrom("audit_events").select("request_id").execute();
       assert.equal(rows.filter((r) => r.request_id?.startsWith("req-")).length, 200);
       assert.ok(transactions < 20, `200 events took ${transactions} transactions`);
+    });
+
+    test("batch larger than one insert keeps every row", async () => {
+      // A key of its own, so these issuances stay apart from the other tests' ones.
+      await h.tree.createKey("prod/batch:encrypt");
+      const key = await h.tree.resolveKey("prod/batch:encrypt");
+      const before = await h.storage.db
+        .selectFrom("audit_events")
+        .select(["seq", "hash"])
+        .orderBy("seq", "desc")
+        .limit(1)
+        .executeTakeFirstOrThrow();
+      const writer = createSqlAuditWriter(new GroupCommitter(h.storage));
+      // 41 events: more than two full insert statements and a remainder, in one batch.
+      const ids = Array.from({ length: 41 }, (_, i) => `dk_batch_${String(i).padStart(2, "0")}`);
+      await Promise.all(
+        ids.map((id) =>
+          writer.write(
+            event({
+              type: "data_key.issued",
+              keyId: key.id,
+              keyVersion: 1,
+              credentialId: id,
+              chain: ["root@1"],
+            }),
+          ),
+        ),
+      );
+
+      const rows = await h.storage.db
+        .selectFrom("audit_events")
+        .select(["seq", "credential_id", "record"])
+        .where("seq", ">", before.seq)
+        .orderBy("seq")
+        .execute();
+      assert.equal(rows.length, ids.length);
+      assert.deepEqual(rows.map((r) => r.credential_id).sort(), ids);
+      const check = checkHashChain(
+        rows.map((r) => parseRecord(r.record!)),
+        { seq: Number(before.seq), hash: before.hash! },
+      );
+      assert.ok(check.ok, JSON.stringify(check));
+      const live = await h.storage.issuances.liveByKeyVersion(key.id, 1, Date.UTC(2026, 0, 2));
+      assert.deepEqual(live.map((r) => r.id).sort(), ids);
+    });
+
+    test("invalid event fails its whole batch", async () => {
+      const countBefore = (await h.storage.db.selectFrom("audit_events").select("seq").execute())
+        .length;
+      const writer = createSqlAuditWriter(new GroupCommitter(h.storage));
+      const results = await Promise.allSettled([
+        writer.write(event({ requestId: "req-valid-1" })),
+        writer.write(event({ details: { n: Number.NaN } })),
+        writer.write(event({ requestId: "req-valid-2" })),
+      ]);
+      for (const result of results) {
+        assert.equal(result.status, "rejected");
+        assert.ok(isArborError(result.reason, "AUDIT_UNAVAILABLE"));
+      }
+      const countAfter = (await h.storage.db.selectFrom("audit_events").select("seq").execute())
+        .length;
+      assert.equal(countAfter, countBefore, "no row of the failed batch was kept");
     });
 
     test("data key issuance recorded with its event", async () => {
