@@ -19,8 +19,19 @@ import { parse } from "yaml";
 
 import { loadConfig } from "../src/config/index.ts";
 import { cedar } from "../src/policy/cedar.ts";
-import { keyResource, principalEntity, resourceEntity, type PrincipalFacts } from "../src/policy/entities.ts";
-import { ACTION_NAMES, BUILTIN_POLICIES, PolicyEngine, SCHEMA_TEXT, type DecisionRequest } from "../src/policy/index.ts";
+import {
+  keyResource,
+  principalEntity,
+  resourceEntity,
+  type PrincipalFacts,
+} from "../src/policy/entities.ts";
+import {
+  ACTION_NAMES,
+  BUILTIN_POLICIES,
+  PolicyEngine,
+  SCHEMA_TEXT,
+  type DecisionRequest,
+} from "../src/policy/index.ts";
 import { allowAllAuthorizer } from "../src/server/authorizer.ts";
 import { startArbor } from "../src/server/compose.ts";
 import { createLogger } from "../src/server/logger.ts";
@@ -51,7 +62,9 @@ const TENANTS = Array.from({ length: 50 }, (_, n) => `t${n}`);
  * one tenant, forbids on one service, and role permits on action groups.
  */
 function storedPolicies(count: number): string[] {
-  const actions = ACTION_NAMES.filter((name) => name.startsWith("key.") || name.startsWith("crypto."));
+  const actions = ACTION_NAMES.filter(
+    (name) => name.startsWith("key.") || name.startsWith("crypto."),
+  );
   return Array.from({ length: count }, (_, n) => {
     const action = actions[n % actions.length]!;
     const tenant = TENANTS[n % TENANTS.length]!;
@@ -90,7 +103,13 @@ function requests(): DecisionRequest[] {
       kind: "service",
       purpose: "encrypt",
     });
-    return { principal, action: actions[n % actions.length]!, resource, breakGlass: null, now: Date.now() };
+    return {
+      principal,
+      action: actions[n % actions.length]!,
+      resource,
+      breakGlass: null,
+      now: Date.now(),
+    };
   });
 }
 
@@ -173,7 +192,12 @@ async function serve(kind: string, port: number, dir: string): Promise<void> {
     logger: createLogger({ level: "warn" }),
     ...(kind === "allow-all" ? { authorizer: allowAllAuthorizer } : {}),
   });
-  const call = async <T>(method: string, path: string, body: unknown, token?: string): Promise<T> => {
+  const call = async <T>(
+    method: string,
+    path: string,
+    body: unknown,
+    token?: string,
+  ): Promise<T> => {
     const response = await fetch(`${arbor.address}${path}`, {
       method,
       headers: {
@@ -182,14 +206,19 @@ async function serve(kind: string, port: number, dir: string): Promise<void> {
       },
       body: JSON.stringify(body),
     });
-    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    if (!response.ok)
+      throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
     return (await response.json()) as T;
   };
 
-  const { shares, rootToken } = await call<{ shares: string[]; rootToken: string }>("POST", "/v1/sys/init", {
-    shares: 3,
-    threshold: 2,
-  });
+  const { shares, rootToken } = await call<{ shares: string[]; rootToken: string }>(
+    "POST",
+    "/v1/sys/init",
+    {
+      shares: 3,
+      threshold: 2,
+    },
+  );
   const { nonce } = await call<{ nonce: string }>("POST", "/v1/sys/unseal", {});
   for (const share of shares.slice(0, 2)) await call("POST", "/v1/sys/unseal", { nonce, share });
   const document = parse(readFileSync(join(repo, "examples/hierarchy.yaml"), "utf8")) as unknown;
@@ -204,7 +233,13 @@ async function serve(kind: string, port: number, dir: string): Promise<void> {
   const principal = await call<{ id: string; clientSecret: string }>(
     "POST",
     "/v1/services",
-    { name: "bench", environment: "prod", tenant: "acme", service: "billing", audiences: [AUDIENCE] },
+    {
+      name: "bench",
+      environment: "prod",
+      tenant: "acme",
+      service: "billing",
+      audiences: [AUDIENCE],
+    },
     rootToken,
   );
   const { ciphertext } = await call<{ ciphertext: string }>(
@@ -234,7 +269,17 @@ async function startChild(kind: "cedar" | "allow-all", port: number): Promise<Ch
   const dir = mkdtempSync(join(tmpdir(), `arbor-bench-${kind}-`));
   const child: ChildProcess = spawn(
     process.execPath,
-    ["--import", "tsx", join(import.meta.dirname, "policy.ts"), "--serve", kind, "--port", String(port), "--dir", dir],
+    [
+      "--import",
+      "tsx",
+      join(import.meta.dirname, "policy.ts"),
+      "--serve",
+      kind,
+      "--port",
+      String(port),
+      "--dir",
+      dir,
+    ],
     { cwd: repo, stdio: ["ignore", "pipe", "inherit"] },
   );
   const lines = createInterface({ input: child.stdout! });
@@ -265,13 +310,23 @@ async function load(options: autocannon.Options): Promise<Measured> {
   await autocannon({ ...all, duration: 2 });
   const result = await autocannon({ ...all, duration: durationSeconds });
   if (result.non2xx > 0 || result.errors > 0) {
-    throw new Error(`${options.url}: ${result.non2xx} non-2xx responses and ${result.errors} errors`);
+    throw new Error(
+      `${options.url}: ${result.non2xx} non-2xx responses and ${result.errors} errors`,
+    );
   }
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, total: result.requests.total };
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    total: result.requests.total,
+  };
 }
 
 function httpLoads(served: Served) {
-  const json = (token: string) => ({ authorization: `Bearer ${token}`, "content-type": "application/json" });
+  const json = (token: string) => ({
+    authorization: `Bearer ${token}`,
+    "content-type": "application/json",
+  });
   const basic = Buffer.from(`${served.clientId}:${served.clientSecret}`).toString("base64");
   return {
     "token issuance (client credentials)": () =>
@@ -279,13 +334,19 @@ function httpLoads(served: Served) {
         url: `${served.address}/v1/oauth/token`,
         method: "POST",
         body: "grant_type=client_credentials",
-        headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
+        headers: {
+          authorization: `Basic ${basic}`,
+          "content-type": "application/x-www-form-urlencoded",
+        },
       }),
     "encrypt 1 KiB, tenant-scoped token": () =>
       load({
         url: `${served.address}/v1/keys/${encodeURIComponent(KEY)}/encrypt`,
         method: "POST",
-        body: JSON.stringify({ plaintext: Buffer.alloc(1024, 7).toString("base64"), context: { bench: "1" } }),
+        body: JSON.stringify({
+          plaintext: Buffer.alloc(1024, 7).toString("base64"),
+          context: { bench: "1" },
+        }),
         headers: json(served.tenantToken),
       }),
     "decrypt 1 KiB, tenant-scoped token": () =>
@@ -300,7 +361,9 @@ function httpLoads(served: Served) {
 
 async function main(): Promise<void> {
   console.log("## Decisions in one process\n");
-  console.log("| stored policies | load ms | engine, no cache /s | p50 µs | p99 µs | engine, cache hits /s | one set, no split /s | parsed per call /s |");
+  console.log(
+    "| stored policies | load ms | engine, no cache /s | p50 µs | p99 µs | engine, cache hits /s | one set, no split /s | parsed per call /s |",
+  );
   console.log("|---:|---:|---:|---:|---:|---:|---:|---:|");
   for (const count of [10, 200, 2000]) {
     const m = measureDecisions(count);
@@ -316,7 +379,9 @@ async function main(): Promise<void> {
     const cedarLoads = httpLoads(cedarServer.served);
     const allowLoads = httpLoads(allowServer.served);
     console.log(`\n## Over HTTP, ${connections} connections\n`);
-    console.log("| operation | Cedar req/s | allow-all req/s | ratio | Cedar p50 / p99 ms | allow-all p50 / p99 ms |");
+    console.log(
+      "| operation | Cedar req/s | allow-all req/s | ratio | Cedar p50 / p99 ms | allow-all p50 / p99 ms |",
+    );
     console.log("|---|---:|---:|---:|---:|---:|");
     for (const name of Object.keys(cedarLoads) as Array<keyof typeof cedarLoads>) {
       // Alternating runs, so drift of the machine affects both sides alike.

@@ -17,6 +17,12 @@ export interface StoredRecord {
   keyId: string | null;
   keyVersion: number | null;
   credentialId: string | null;
+  sourceAddress: string | null;
+  requestId: string | null;
+  errorCode: string | null;
+  /** The `chain` and `details` columns as stored (JSON text). */
+  chain: string;
+  details: string;
 }
 
 export interface StoredCheckpoint {
@@ -62,6 +68,11 @@ export function createAuditLogStore(db: Kysely<Database>) {
           "key_id",
           "key_version",
           "credential_id",
+          "source_address",
+          "request_id",
+          "error_code",
+          "chain",
+          "details",
         ])
         .where("seq", ">", afterSeq)
         .orderBy("seq")
@@ -80,6 +91,11 @@ export function createAuditLogStore(db: Kysely<Database>) {
         keyId: row.key_id,
         keyVersion: row.key_version,
         credentialId: row.credential_id,
+        sourceAddress: row.source_address,
+        requestId: row.request_id,
+        errorCode: row.error_code,
+        chain: row.chain,
+        details: row.details,
       }));
     },
 

@@ -1,5 +1,7 @@
 import type { JsonWebKey } from "node:crypto";
 
+import canonicalize from "canonicalize";
+
 import { verifyCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
 import type { AuditLogReader, StoredCheckpoint, StoredRecord } from "./log-store.ts";
 import { MerkleFrontier } from "./merkle.ts";
@@ -317,8 +319,22 @@ function columnsMatch(row: StoredRecord, record: ReturnType<typeof parseRecord>)
     row.principalId === record.principal.id &&
     row.keyId === record.keyId &&
     row.keyVersion === record.keyVersion &&
-    row.credentialId === record.credentialId
+    row.credentialId === record.credentialId &&
+    row.sourceAddress === record.sourceAddress &&
+    row.requestId === record.requestId &&
+    row.errorCode === record.errorCode &&
+    sameJson(row.chain, record.chain) &&
+    sameJson(row.details, record.details)
   );
+}
+
+/** True when the JSON text encodes the same value; key order does not matter (RFC 8785). */
+function sameJson(text: string, value: unknown): boolean {
+  try {
+    return canonicalize(JSON.parse(text)) === canonicalize(value);
+  } catch {
+    return false;
+  }
 }
 
 /** Returns the signed checkpoint of a stored row when it matches the row and its signature verifies. */

@@ -123,9 +123,7 @@ export function actionSpec(name: string): ActionSpec | undefined {
 export function actionsCoveredBy(id: string): ActionName[] {
   if (isActionName(id)) return [id];
   if ((ACTION_GROUPS as readonly string[]).includes(id)) {
-    return ACTION_NAMES.filter((name) =>
-      (ACTIONS[name].groups as readonly string[]).includes(id),
-    );
+    return ACTION_NAMES.filter((name) => (ACTIONS[name].groups as readonly string[]).includes(id));
   }
   return [];
 }

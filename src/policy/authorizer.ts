@@ -130,8 +130,9 @@ export function buildDecisionRequest(
 ): DecisionRequest {
   const breakGlass = withinOwnScope(principalScope(principal), resource)
     ? null
-    : (grants.breakGlassOf(principal.id, now).find((grant) => breakGlassCovers(grant, resource, now)) ??
-      null);
+    : (grants
+        .breakGlassOf(principal.id, now)
+        .find((grant) => breakGlassCovers(grant, resource, now)) ?? null);
   return { principal, action, resource, breakGlass, now };
 }
 

@@ -77,7 +77,8 @@ export const ROLE_POLICIES: readonly BuiltinPolicy[] = [
   },
   {
     id: "role.environment-admin",
-    reason: "environment administrators may manage keys, principals and crypto in their environment",
+    reason:
+      "environment administrators may manage keys, principals and crypto in their environment",
     text: `permit (principal in Arbor::Role::"environment-admin", action in Arbor::Action::"scoped-admin", resource);`,
   },
   {

@@ -30,7 +30,12 @@ export interface PolicyCase {
   resource: {
     key?: string;
     version?: number;
-    principal?: { kind: "operator" | "service"; environment?: string | null; tenant?: string | null; service?: string };
+    principal?: {
+      kind: "operator" | "service";
+      environment?: string | null;
+      tenant?: string | null;
+      service?: string;
+    };
     environment?: string;
     tenant?: string;
     policy?: boolean;
@@ -74,7 +79,13 @@ export function runPolicyCases(
     }
     const facts = principalFacts(principal, grants, NOW);
     if (facts === null) throw caseError(label, "the principal cannot be decided");
-    const request = buildDecisionRequest(facts, testCase.action, resourceOf(testCase, label), grants, NOW);
+    const request = buildDecisionRequest(
+      facts,
+      testCase.action,
+      resourceOf(testCase, label),
+      grants,
+      NOW,
+    );
     const explanation = engine.explain(request);
     const actual = explanation.allowed ? "allow" : "deny";
     return {
@@ -87,15 +98,22 @@ export function runPolicyCases(
   });
 }
 
-function casePrincipal(testCase: PolicyCase, label: string): { principal: Principal; grants: GrantIndex } {
+function casePrincipal(
+  testCase: PolicyCase,
+  label: string,
+): { principal: Principal; grants: GrantIndex } {
   const spec = testCase.principal;
-  const type = ({ operator: "Operator", service: "Service", workload: "Workload" } as const)[spec.type];
+  const type = ({ operator: "Operator", service: "Service", workload: "Workload" } as const)[
+    spec.type
+  ];
   if (type === undefined) throw caseError(label, "principal.type is operator, service or workload");
   const id = spec.id ?? `${spec.type === "operator" ? "opt" : "svc"}_case${label.length}`;
   const environment = spec.environment ?? null;
   const tenant = spec.tenant ?? null;
 
-  const grants: PolicyGrant[] = (spec.roles ?? []).map((role, n) => grant(id, `grt_role${n}`, { role }));
+  const grants: PolicyGrant[] = (spec.roles ?? []).map((role, n) =>
+    grant(id, `grt_role${n}`, { role }),
+  );
   if (spec.breakGlass !== undefined) {
     const expiresAt = spec.breakGlass.expired === true ? NOW - 1 : NOW + HOUR_MS;
     grants.push(
@@ -109,7 +127,14 @@ function casePrincipal(testCase: PolicyCase, label: string): { principal: Princi
 
   let principal: Principal;
   if (type === "Operator") {
-    principal = { type: "operator", id, environment, tenant, readOnly: spec.readOnly === true, root: false };
+    principal = {
+      type: "operator",
+      id,
+      environment,
+      tenant,
+      readOnly: spec.readOnly === true,
+      root: false,
+    };
   } else {
     if (environment === null || spec.service === undefined) {
       throw caseError(label, "a service or workload needs environment and service");
@@ -193,8 +218,12 @@ function resourceOf(testCase: PolicyCase, label: string): ResourceFacts {
 }
 
 function caseError(label: string, reason: string): ArborError {
-  return new ArborError("INVALID_ARGUMENT", `policy test case ${JSON.stringify(label)}: ${reason}`, {
-    parameter: "cases",
-    value: label,
-  });
+  return new ArborError(
+    "INVALID_ARGUMENT",
+    `policy test case ${JSON.stringify(label)}: ${reason}`,
+    {
+      parameter: "cases",
+      value: label,
+    },
+  );
 }

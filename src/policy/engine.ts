@@ -197,7 +197,11 @@ export class PolicyEngine {
       preparsedPolicySetId: setId,
       entities,
     });
-    if (answer.type === "failure") return deny([], answer.errors.map((error) => error.message));
+    if (answer.type === "failure")
+      return deny(
+        [],
+        answer.errors.map((error) => error.message),
+      );
 
     const { decision, diagnostics } = answer.response;
     const errors = diagnostics.errors.map((error) => `${error.policyId}: ${error.error.message}`);
@@ -238,7 +242,9 @@ function summarize(decision: EngineDecision, determining: readonly PolicyOrigin[
   if (determining.length === 0) {
     return decision.allowed ? "allowed" : "denied by default: no permit policy applies";
   }
-  const reasons = determining.map((policy) => `${policy.id} (${policy.reason ?? "no reason given"})`);
+  const reasons = determining.map(
+    (policy) => `${policy.id} (${policy.reason ?? "no reason given"})`,
+  );
   return `${decision.allowed ? "allowed by" : "denied by"} ${reasons.join(", ")}`;
 }
 
@@ -316,7 +322,10 @@ function parseDocument(document: StoredPolicyDocument): ParsedPolicy[] {
     throw invalidPolicy(document.name, describeCedarErrors(parts.errors));
   }
   if (parts.policy_templates.length > 0) {
-    throw invalidPolicy(document.name, "templates (policies with ?principal or ?resource) are not supported");
+    throw invalidPolicy(
+      document.name,
+      "templates (policies with ?principal or ?resource) are not supported",
+    );
   }
   if (parts.policies.length === 0) {
     throw invalidPolicy(document.name, "the document contains no policy");
@@ -333,7 +342,10 @@ function parseDocument(document: StoredPolicyDocument): ParsedPolicy[] {
     }
     return {
       origin: {
-        id: annotated === undefined ? `${document.name}#${index + 1}` : `${document.name}/${annotated}`,
+        id:
+          annotated === undefined
+            ? `${document.name}#${index + 1}`
+            : `${document.name}/${annotated}`,
         source: "stored",
         name: document.name,
         version: document.version,
@@ -365,7 +377,11 @@ function actionsMatched(json: PolicyJson): ActionName[] {
   const constraint = json.action;
   if (constraint.op === "All") return ACTION_NAMES;
   const entities =
-    "entities" in constraint ? constraint.entities : "entity" in constraint ? [constraint.entity] : [];
+    "entities" in constraint
+      ? constraint.entities
+      : "entity" in constraint
+        ? [constraint.entity]
+        : [];
   return [...new Set(entities.flatMap((entity) => actionsCoveredBy(uidId(entity))))];
 }
 
@@ -378,7 +394,10 @@ function requireSuccess(
   what: string,
 ): void {
   if (answer.type === "failure") {
-    throw new ArborError("INTERNAL", `Cedar rejected ${what}: ${describeCedarErrors(answer.errors as never)}`);
+    throw new ArborError(
+      "INTERNAL",
+      `Cedar rejected ${what}: ${describeCedarErrors(answer.errors as never)}`,
+    );
   }
 }
 

@@ -88,7 +88,10 @@ export function entityUid(type: string, id: string): { type: string; id: string 
 }
 
 /** Builds the principal entity, with every attribute the schema requires. */
-export function principalEntity(facts: PrincipalFacts, breakGlass: BreakGlassFacts | null): EntityJson {
+export function principalEntity(
+  facts: PrincipalFacts,
+  breakGlass: BreakGlassFacts | null,
+): EntityJson {
   const scope = principalScope(facts);
   return {
     uid: entityUid(facts.type, facts.id),

@@ -36,7 +36,11 @@ export interface ExplainDeps {
  */
 export async function explainRequest(deps: ExplainDeps, input: ExplainInput): Promise<Explanation> {
   if (!isActionName(input.action)) {
-    throw invalidArgument("action", input.action, "not an action of the schema; see docs/policy.md");
+    throw invalidArgument(
+      "action",
+      input.action,
+      "not an action of the schema; see docs/policy.md",
+    );
   }
   const principal = await loadPrincipal(deps, input.principal, input.workload === true);
   const target = await loadTarget(deps, input);
@@ -80,7 +84,11 @@ async function loadPrincipal(deps: ExplainDeps, id: string, workload: boolean): 
       tokenId: workload ? "explain" : null,
     };
   }
-  throw invalidArgument("principal", id, "name an operator token (opt_...) or a service principal (svc_...)");
+  throw invalidArgument(
+    "principal",
+    id,
+    "name an operator token (opt_...) or a service principal (svc_...)",
+  );
 }
 
 async function loadTarget(

@@ -130,7 +130,11 @@ export function createPolicyStore(deps: PolicyStoreDeps) {
     options: { dryRun?: boolean } = {},
   ): Promise<ApplyOutcome> {
     if (Buffer.byteLength(text, "utf8") > MAX_POLICY_BYTES) {
-      throw invalidArgument("policy", name, `a policy document is at most ${MAX_POLICY_BYTES} bytes`);
+      throw invalidArgument(
+        "policy",
+        name,
+        `a policy document is at most ${MAX_POLICY_BYTES} bytes`,
+      );
     }
     const latest = await repository.latest();
     const others = latest.filter((row) => row.deleted === 0 && row.name !== name);
@@ -232,7 +236,12 @@ export function createPolicyStore(deps: PolicyStoreDeps) {
     const now = clock.now();
     await storage.write(async (trx) => {
       await repository.revokeGrant(id, now, trx);
-      await recordChange(trx, now, { ...grantDetails("grant_revoked", found), revokedBy: actor.id }, id);
+      await recordChange(
+        trx,
+        now,
+        { ...grantDetails("grant_revoked", found), revokedBy: actor.id },
+        id,
+      );
     });
     await reloadAfterChange();
     return toGrant({ ...found, revoked_at: now });
@@ -354,10 +363,18 @@ function validateGrant(input: GrantInput, now: number, createdBy: string): Polic
 
   const { environment, tenant = ANY } = input.breakGlass!;
   if (!SEGMENT_PATTERN.test(environment)) {
-    throw invalidArgument("environment", environment, "name one environment: [a-z0-9][a-z0-9-]{0,62}");
+    throw invalidArgument(
+      "environment",
+      environment,
+      "name one environment: [a-z0-9][a-z0-9-]{0,62}",
+    );
   }
   if (tenant !== ANY && tenant !== "-" && !SEGMENT_PATTERN.test(tenant)) {
-    throw invalidArgument("tenant", tenant, `name one tenant, "-" for environment-level keys, or "*"`);
+    throw invalidArgument(
+      "tenant",
+      tenant,
+      `name one tenant, "-" for environment-level keys, or "*"`,
+    );
   }
   if (ttlMs === undefined || ttlMs > MAX_BREAK_GLASS_TTL_MS) {
     throw invalidArgument(

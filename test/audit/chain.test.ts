@@ -128,6 +128,25 @@ for (const dialect of dialects) {
       assert.deepEqual([report.damage?.kind, report.damage?.seq], ["modified", 3]);
     });
 
+    test("every indexed column is compared with its record", async () => {
+      await writeMany(6);
+      const edits = [
+        sql`update audit_events set request_id = 'req-other' where seq = 2`,
+        sql`update audit_events set source_address = '10.0.0.9' where seq = 3`,
+        sql`update audit_events set error_code = 'FORBIDDEN' where seq = 4`,
+        sql`update audit_events set chain = '["root@9"]' where seq = 5`,
+        sql`update audit_events set details = '{"x":1}' where seq = 6`,
+      ];
+      for (const [index, edit] of edits.entries()) {
+        await edit.execute(h.storage.db);
+        const report = await verify();
+        assert.deepEqual([report.damage?.kind, report.damage?.seq], ["modified", index + 2]);
+        // Put the row back from its record so the next edit is the only damage.
+        await sql`delete from audit_events`.execute(h.storage.db);
+        await writeMany(6);
+      }
+    });
+
     test("a rewritten record with a recomputed hash breaks the chain", async () => {
       await writeMany(5);
       const [row] = await store.records(1, 1);

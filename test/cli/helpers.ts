@@ -127,7 +127,8 @@ export async function startForeground<Ready>(
     ready,
     stderr: () => stderrText,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      // A child ended by a signal has a signalCode and a null exitCode; it will not exit again.
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = once(child, "exit") as Promise<[number | null]>;
       child.kill("SIGTERM");
       const [code] = await exited;

@@ -63,7 +63,10 @@ describe("arbor policy", () => {
       body: JSON.stringify({ shares: 3, threshold: 2 }),
     });
     assert.equal(init.status, 200);
-    const { shares, rootToken: token } = (await init.json()) as { shares: string[]; rootToken: string };
+    const { shares, rootToken: token } = (await init.json()) as {
+      shares: string[];
+      rootToken: string;
+    };
     rootToken = token;
     const begun = (await (
       await fetch(`${arbor.address}/v1/sys/unseal`, {
@@ -101,11 +104,17 @@ describe("arbor policy", () => {
 
     writeFileSync(
       join(dir, "wrong.yaml"),
-      CASES.replace("expect: deny\n  - name: rotators rotate", "expect: allow\n  - name: rotators rotate"),
+      CASES.replace(
+        "expect: deny\n  - name: rotators rotate",
+        "expect: allow\n  - name: rotators rotate",
+      ),
     );
     const failed = await runCli(["policy", "test", join(dir, "wrong.yaml")]);
     assert.equal(failed.code, 1);
-    assert.match(failed.stderr, /^error POLICY_TEST_FAILED: 1 of 5 policy test cases failed: stage admin cannot read prod keys/m);
+    assert.match(
+      failed.stderr,
+      /^error TEST_FAILED: 1 of 5 policy test cases failed: stage admin cannot read prod keys/m,
+    );
     assert.match(failed.text, /^FAIL +stage admin cannot read prod keys +allow +deny /m);
     assert.match(failed.text, /guard\.environment/);
   });
@@ -119,15 +128,40 @@ describe("arbor policy", () => {
     const listed = await cli(["policy", "list"]);
     assert.match(listed.text, /^team +1 /m);
 
-    const token = await cli(["operator", "token", "create", "--name", "rotation-job", "--environment", "prod", "--read-only", "--json"]);
+    const token = await cli([
+      "operator",
+      "token",
+      "create",
+      "--name",
+      "rotation-job",
+      "--environment",
+      "prod",
+      "--read-only",
+      "--json",
+    ]);
     assert.equal(token.code, 0, token.stderr);
     const tokenId = token.json<{ id: string }>().id;
     const granted = await cli([
-      "policy", "grant", "--principal", tokenId, "--role", "rotator", "--reason", "rotation job", "--json",
+      "policy",
+      "grant",
+      "--principal",
+      tokenId,
+      "--role",
+      "rotator",
+      "--reason",
+      "rotation job",
+      "--json",
     ]);
     assert.equal(granted.code, 0, granted.stderr);
 
-    const explained = await cli(["policy", "explain", "--principal", tokenId, "--action", "key.rotate"]);
+    const explained = await cli([
+      "policy",
+      "explain",
+      "--principal",
+      tokenId,
+      "--action",
+      "key.rotate",
+    ]);
     assert.equal(explained.code, 0, explained.stderr);
     assert.match(explained.text, /^deny: denied by guard\.read-only/m);
 
@@ -139,7 +173,10 @@ describe("arbor policy", () => {
   });
 
   test("invalid policy file is reported", async () => {
-    writeFileSync(join(dir, "bad.cedar"), `permit (principal, action, resource) when { resource.owner == "x" };`);
+    writeFileSync(
+      join(dir, "bad.cedar"),
+      `permit (principal, action, resource) when { resource.owner == "x" };`,
+    );
     const response = await cli(["policy", "apply", join(dir, "bad.cedar")]);
     assert.equal(response.code, 1);
     assert.match(response.stderr, /^error INVALID_POLICY: policy "bad" is invalid: .*owner/m);

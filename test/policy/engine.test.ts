@@ -36,7 +36,12 @@ const stageAdmin: PrincipalFacts = {
   roles: ["environment-admin"],
 };
 
-const globalAdmin: PrincipalFacts = { ...stageAdmin, id: "opt_root", environment: null, roles: ["global-admin"] };
+const globalAdmin: PrincipalFacts = {
+  ...stageAdmin,
+  id: "opt_root",
+  environment: null,
+  roles: ["global-admin"],
+};
 
 const prodKey = keyResource({
   id: "key_prod",
@@ -48,7 +53,11 @@ const prodKey = keyResource({
   purpose: "encrypt",
 });
 
-function request(principal: PrincipalFacts, action: string, resource: ResourceFacts): DecisionRequest {
+function request(
+  principal: PrincipalFacts,
+  action: string,
+  resource: ResourceFacts,
+): DecisionRequest {
   return { principal, action, resource, breakGlass: null, now: NOW };
 }
 
@@ -64,7 +73,9 @@ describe("policy engine", () => {
     const answer = cedar().validate({
       schema: SCHEMA_TEXT,
       policies: {
-        staticPolicies: Object.fromEntries(BUILTIN_POLICIES.map((policy) => [policy.id, policy.text])),
+        staticPolicies: Object.fromEntries(
+          BUILTIN_POLICIES.map((policy) => [policy.id, policy.text]),
+        ),
       },
       validationSettings: { mode: "strict" },
     });
@@ -128,7 +139,15 @@ when { resource.version * 9223372036854775807 > 0 };`,
       },
     ]);
     const version = keyVersionResource(
-      { id: "key_v", path: "prod/x:encrypt", environment: "prod", tenant: "-", service: "x", kind: "service", purpose: "encrypt" },
+      {
+        id: "key_v",
+        path: "prod/x:encrypt",
+        environment: "prod",
+        tenant: "-",
+        service: "x",
+        kind: "service",
+        purpose: "encrypt",
+      },
       2,
     );
     const decision = engine.decide(request(globalAdmin, "key.version.revoke", version));
@@ -139,13 +158,19 @@ when { resource.version * 9223372036854775807 > 0 };`,
   test("invalid documents are rejected", () => {
     rejectsAsInvalidPolicy(`permit (principal, action, resource`, /unexpected end of input/);
     rejectsAsInvalidPolicy(`permit (principal == ?principal, action, resource);`, /templates/);
-    rejectsAsInvalidPolicy(`permit (principal, action == Arbor::Action::"key.fly", resource);`, /key\.fly/);
+    rejectsAsInvalidPolicy(
+      `permit (principal, action == Arbor::Action::"key.fly", resource);`,
+      /key\.fly/,
+    );
     rejectsAsInvalidPolicy(
       `@id("a") permit (principal, action, resource);\n@id("a") forbid (principal, action, resource);`,
       /appears twice/,
     );
     assert.throws(
-      () => validateDocuments([{ name: "Bad Name", version: 1, text: "permit (principal, action, resource);" }]),
+      () =>
+        validateDocuments([
+          { name: "Bad Name", version: 1, text: "permit (principal, action, resource);" },
+        ]),
       (error: unknown) => isArborError(error, "INVALID_ARGUMENT"),
     );
   });
@@ -155,7 +180,11 @@ when { resource.version * 9223372036854775807 > 0 };`,
     const admin: PrincipalFacts = { ...stageAdmin, environment: "prod" };
     assert.equal(engine.decide(request(admin, "key.rotate", prodKey)).allowed, true);
     engine.load([
-      { name: "freeze", version: 1, text: `forbid (principal, action == Arbor::Action::"key.rotate", resource);` },
+      {
+        name: "freeze",
+        version: 1,
+        text: `forbid (principal, action == Arbor::Action::"key.rotate", resource);`,
+      },
     ]);
     const decision = engine.decide(request(admin, "key.rotate", prodKey));
     assert.equal(decision.allowed, false);
@@ -164,10 +193,19 @@ when { resource.version * 9223372036854775807 > 0 };`,
 
   test("cached break-glass decision ends at expiry", () => {
     const engine = new PolicyEngine({ cacheTtlMs: 60_000 });
-    const breakGlass = { grantId: "grt_x", expiresAt: NOW + 1000, environment: "prod", tenant: "*" };
+    const breakGlass = {
+      grantId: "grt_x",
+      expiresAt: NOW + 1000,
+      environment: "prod",
+      tenant: "*",
+    };
     const allowed = engine.decide({ ...request(stageAdmin, "key.read", prodKey), breakGlass });
     assert.equal(allowed.allowed, true);
-    const later = engine.decide({ ...request(stageAdmin, "key.read", prodKey), breakGlass, now: NOW + 1000 });
+    const later = engine.decide({
+      ...request(stageAdmin, "key.read", prodKey),
+      breakGlass,
+      now: NOW + 1000,
+    });
     assert.equal(later.allowed, false);
   });
 
@@ -195,11 +233,24 @@ when { resource.version * 9223372036854775807 > 0 };`,
       root: fc.constant(false),
       roles: fc.subarray(["environment-admin", "tenant-admin", "rotator", "service"]),
     });
-    const action = fc.constantFrom(...ACTION_NAMES.filter((name) => ACTIONS[name].resources[0] === "Key"));
+    const action = fc.constantFrom(
+      ...ACTION_NAMES.filter((name) => ACTIONS[name].resources[0] === "Key"),
+    );
     const key = fc
-      .record({ environment: fc.constantFrom("prod", "stage"), tenant: fc.constantFrom("acme", "-") })
+      .record({
+        environment: fc.constantFrom("prod", "stage"),
+        tenant: fc.constantFrom("acme", "-"),
+      })
       .map(({ environment, tenant }) =>
-        keyResource({ id: "key_k", path: "k", environment, tenant, service: "billing", kind: "service", purpose: "encrypt" }),
+        keyResource({
+          id: "key_k",
+          path: "k",
+          environment,
+          tenant,
+          service: "billing",
+          kind: "service",
+          purpose: "encrypt",
+        }),
       );
 
     fc.assert(
@@ -219,7 +270,10 @@ when { resource.version * 9223372036854775807 > 0 };`,
         const expected = answer.type === "success" ? answer.response : undefined;
         const decision = engine.decide(request(facts, name, resource));
         assert.equal(decision.allowed, expected?.decision === "allow");
-        assert.deepEqual([...decision.policies].sort(), [...(expected?.diagnostics.reason ?? [])].sort());
+        assert.deepEqual(
+          [...decision.policies].sort(),
+          [...(expected?.diagnostics.reason ?? [])].sort(),
+        );
       }),
       { numRuns: 500 },
     );

@@ -54,9 +54,23 @@ export interface PolicyHarness {
     options?: { token?: string | null; body?: unknown; headers?: Record<string, string> },
   ): Promise<LightMyRequestResponse>;
   /** Posts a form to an OAuth endpoint. */
-  form(url: string, fields: Record<string, string>, headers?: Record<string, string>): Promise<LightMyRequestResponse>;
+  form(
+    url: string,
+    fields: Record<string, string>,
+    headers?: Record<string, string>,
+  ): Promise<LightMyRequestResponse>;
   /** Audit events of one type, read from the durable log. */
-  events(type: string): Promise<Array<{ outcome: string; principal: string; details: Record<string, unknown>; keyId: string | null; credentialId: string | null }>>;
+  events(
+    type: string,
+  ): Promise<
+    Array<{
+      outcome: string;
+      principal: string;
+      details: Record<string, unknown>;
+      keyId: string | null;
+      credentialId: string | null;
+    }>
+  >;
   close(): Promise<void>;
 }
 
@@ -66,14 +80,20 @@ export interface PolicyHarness {
  * service, the chained audit writer), initialised and unsealed. The authorizer is wrapped in a
  * recorder so tests can see every decision; the recorder changes nothing.
  */
-export async function openPolicyServer(options: { decisionCacheTtlMs?: number } = {}): Promise<PolicyHarness> {
+export async function openPolicyServer(
+  options: { decisionCacheTtlMs?: number } = {},
+): Promise<PolicyHarness> {
   const opened = await dialects[0]!.open();
   const { storage } = opened;
   const clock = new FakeClock(Date.now());
   const logs = new LogCapture();
   const logger = createLogger({ level: "debug", destination: logs });
   const metrics = createMetrics(new Registry());
-  const root = await createSealedRoot({ store: storage.sealedRoot, clock, metrics: metrics.rootMetrics });
+  const root = await createSealedRoot({
+    store: storage.sealedRoot,
+    clock,
+    metrics: metrics.rootMetrics,
+  });
   const cache = new ObservedMaterialCache({ clock, maxEntries: 100, ttlMs: 60_000 });
   const audit = createSqlAuditWriter(new GroupCommitter(storage));
   const keyTree = createKeyTree({
@@ -102,7 +122,9 @@ export async function openPolicyServer(options: { decisionCacheTtlMs?: number } 
     metrics,
     logger,
     keyTree: restrictToOwnService(keyTree),
-    ...(options.decisionCacheTtlMs === undefined ? {} : { decisionCacheTtlMs: options.decisionCacheTtlMs }),
+    ...(options.decisionCacheTtlMs === undefined
+      ? {}
+      : { decisionCacheTtlMs: options.decisionCacheTtlMs }),
   });
 
   const decisions: RecordedDecision[] = [];
@@ -115,7 +137,12 @@ export async function openPolicyServer(options: { decisionCacheTtlMs?: number } 
     authorizer: {
       async authorize(input) {
         const decision = await policies.authorizer.authorize(input);
-        decisions.push({ requestId: input.request.id, action: input.action, target: input.target, decision });
+        decisions.push({
+          requestId: input.request.id,
+          action: input.action,
+          target: input.target,
+          decision,
+        });
         return decision;
       },
     },

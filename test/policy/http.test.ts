@@ -112,7 +112,10 @@ describe("authorization over HTTP", () => {
 
   test("applied policy takes effect without restart", async () => {
     const rotate = () =>
-      harness.call("POST", keyUrl("prod/acme/ledger:encrypt", "/rotate"), { token: acme, body: {} });
+      harness.call("POST", keyUrl("prod/acme/ledger:encrypt", "/rotate"), {
+        token: acme,
+        body: {},
+      });
     assert.equal((await rotate()).statusCode, 200);
 
     const applied = await harness.call("PUT", "/v1/policies/freeze-acme", {
@@ -137,7 +140,9 @@ when { resource.tenant == "acme" };`,
 
   test("policy change is audited with its outbox row", async () => {
     const applied = await harness.call("PUT", "/v1/policies/audited", {
-      body: { policy: `permit (principal == Arbor::Operator::"opt_nobody", action == Arbor::Action::"key.read", resource);` },
+      body: {
+        policy: `permit (principal == Arbor::Operator::"opt_nobody", action == Arbor::Action::"key.read", resource);`,
+      },
     });
     assert.equal(applied.statusCode, 200, applied.body);
 
@@ -157,10 +162,14 @@ when { resource.tenant == "acme" };`,
     assert.ok(outbox.some((row) => JSON.parse(row.payload).name === "audited"));
 
     const again = await harness.call("PUT", "/v1/policies/audited", {
-      body: { policy: `permit (principal == Arbor::Operator::"opt_nobody", action == Arbor::Action::"key.read", resource);` },
+      body: {
+        policy: `permit (principal == Arbor::Operator::"opt_nobody", action == Arbor::Action::"key.read", resource);`,
+      },
     });
     assert.equal(again.json<{ changed: boolean }>().changed, false);
-    const after = (await harness.events("policy.changed")).filter((e) => e.details.name === "audited");
+    const after = (await harness.events("policy.changed")).filter(
+      (e) => e.details.name === "audited",
+    );
     assert.equal(after.length, 1, "an unchanged apply writes no change event");
   });
 
@@ -172,7 +181,9 @@ when { resource.tenant == "acme" };`,
     const error = response.json<{ error: { code: string; message: string } }>().error;
     assert.equal(error.code, "INVALID_POLICY");
     assert.match(error.message, /owner/);
-    const failures = (await harness.events("policy.changed")).filter((e) => e.outcome === "failure");
+    const failures = (await harness.events("policy.changed")).filter(
+      (e) => e.outcome === "failure",
+    );
     assert.ok(failures.some((event) => event.details.name === "broken"));
 
     const listed = await harness.call("GET", "/v1/policies");
@@ -245,7 +256,12 @@ when { resource.tenant == "acme" };`,
 
   test("revoked grant reaches nothing", async () => {
     const created = await harness.call("POST", "/v1/grants", {
-      body: { principal: stage.id, breakGlass: { environment: "prod" }, ttl: "1h", reason: "drill" },
+      body: {
+        principal: stage.id,
+        breakGlass: { environment: "prod" },
+        ttl: "1h",
+        reason: "drill",
+      },
     });
     const { id } = created.json<{ id: string }>();
     const key = keyUrl("prod/ops:encrypt");
@@ -273,7 +289,10 @@ when { resource.tenant == "acme" };`,
     assert.equal(explained.statusCode, 200, explained.body);
     const body = explained.json<{ decision: string; policies: Array<{ id: string }> }>();
     assert.equal(body.decision, "allow");
-    assert.deepEqual(body.policies.map((policy) => policy.id), ["role.auditor"]);
+    assert.deepEqual(
+      body.policies.map((policy) => policy.id),
+      ["role.auditor"],
+    );
   });
 
   test("explain names the deciding guard", async () => {
@@ -288,7 +307,10 @@ when { resource.tenant == "acme" };`,
       policies: Array<{ id: string; source: string; reason: string }>;
     }>();
     assert.equal(body.decision, "deny");
-    assert.deepEqual(body.policies.map((policy) => policy.id), ["guard.environment"]);
+    assert.deepEqual(
+      body.policies.map((policy) => policy.id),
+      ["guard.environment"],
+    );
     assert.equal(body.policies[0]!.source, "builtin");
     assert.match(body.summary, /another environment/);
   });

@@ -62,16 +62,25 @@ const tenant = fc.constantFrom(...TENANTS);
 const service = fc.constantFrom(...SERVICES);
 
 const principalArbitrary: fc.Arbitrary<PrincipalFacts> = fc.oneof(
-  fc.record({
-    type: fc.constant("Operator" as const),
-    id: fc.constant("opt_p"),
-    environment: fc.option(environment, { nil: null }),
-    tenant: fc.option(fc.constantFrom("acme", "globex"), { nil: null }),
-    service: fc.constant(null),
-    readOnly: fc.boolean(),
-    root: fc.boolean(),
-    roles: fc.subarray(["global-admin", "environment-admin", "tenant-admin", "auditor", "rotator", "service"]),
-  }).map((facts) => (facts.environment === null ? { ...facts, tenant: null } : facts)),
+  fc
+    .record({
+      type: fc.constant("Operator" as const),
+      id: fc.constant("opt_p"),
+      environment: fc.option(environment, { nil: null }),
+      tenant: fc.option(fc.constantFrom("acme", "globex"), { nil: null }),
+      service: fc.constant(null),
+      readOnly: fc.boolean(),
+      root: fc.boolean(),
+      roles: fc.subarray([
+        "global-admin",
+        "environment-admin",
+        "tenant-admin",
+        "auditor",
+        "rotator",
+        "service",
+      ]),
+    })
+    .map((facts) => (facts.environment === null ? { ...facts, tenant: null } : facts)),
   fc.record({
     type: fc.constantFrom("Service" as const, "Workload" as const),
     id: fc.constant("svc_p"),
@@ -108,7 +117,9 @@ function resourceArbitrary(type: ResourceType): fc.Arbitrary<ResourceFacts> {
     case "Key":
       return key.map(keyResource);
     case "KeyVersion":
-      return fc.tuple(key, fc.integer({ min: 1, max: 5 })).map(([k, v]) => keyVersionResource(k, v));
+      return fc
+        .tuple(key, fc.integer({ min: 1, max: 5 }))
+        .map(([k, v]) => keyVersionResource(k, v));
     case "Principal":
       return fc
         .record({
@@ -120,7 +131,9 @@ function resourceArbitrary(type: ResourceType): fc.Arbitrary<ResourceFacts> {
         })
         .map(principalResource);
     case "Environment":
-      return environment.map((env) => scopeResource("Environment", { environment: env, tenant: null }));
+      return environment.map((env) =>
+        scopeResource("Environment", { environment: env, tenant: null }),
+      );
     case "Tenant":
       return fc
         .tuple(environment, tenant)
@@ -130,17 +143,15 @@ function resourceArbitrary(type: ResourceType): fc.Arbitrary<ResourceFacts> {
   }
 }
 
-const requestArbitrary = fc
-  .constantFrom(...ACTION_NAMES)
-  .chain((action) =>
-    fc.record({
-      action: fc.constant(action),
-      principal: principalArbitrary,
-      resource: fc.constantFrom(...ACTIONS[action].resources).chain(resourceArbitrary),
-      breakGlass: breakGlassArbitrary,
-      stored: fc.subarray([0, 1, 2, 3, 4, 5]),
-    }),
-  );
+const requestArbitrary = fc.constantFrom(...ACTION_NAMES).chain((action) =>
+  fc.record({
+    action: fc.constant(action),
+    principal: principalArbitrary,
+    resource: fc.constantFrom(...ACTIONS[action].resources).chain(resourceArbitrary),
+    breakGlass: breakGlassArbitrary,
+    stored: fc.subarray([0, 1, 2, 3, 4, 5]),
+  }),
+);
 
 function own(principal: PrincipalFacts) {
   return { env: principal.environment ?? "*", tenant: principal.tenant ?? "*" };
@@ -149,7 +160,9 @@ function own(principal: PrincipalFacts) {
 /** The break-glass rule: unexpired, for the resource's environment, and its tenant or every tenant. */
 function covers(grant: BreakGlassFacts | null, resource: ResourceFacts): boolean {
   if (grant === null || grant.expiresAt <= NOW) return false;
-  return grant.environment === resource.env && (grant.tenant === "*" || grant.tenant === resource.tenant);
+  return (
+    grant.environment === resource.env && (grant.tenant === "*" || grant.tenant === resource.tenant)
+  );
 }
 
 describe("scope guards", () => {
@@ -193,7 +206,9 @@ describe("scope guards", () => {
       revokedAt: fc.option(fc.constant(NOW - 1), { nil: null }),
     });
     const keyActions = ACTION_NAMES.filter((action) =>
-      (ACTIONS[action].resources as readonly string[]).some((type) => type === "Key" || type === "KeyVersion"),
+      (ACTIONS[action].resources as readonly string[]).some(
+        (type) => type === "Key" || type === "KeyVersion",
+      ),
     );
     const keyArbitrary = fc.record({
       id: fc.constant("key_r"),

@@ -150,7 +150,8 @@ const RESOURCE_SAMPLES: Record<string, { target: "key" | "principal"; sample: Sa
   },
   "POST /v1/services/{id}/secrets": {
     target: "principal",
-    sample: (h, f) => h.call("POST", `/v1/services/${f.clientId}/secrets`, { body: { overlap: "1h" } }),
+    sample: (h, f) =>
+      h.call("POST", `/v1/services/${f.clientId}/secrets`, { body: { overlap: "1h" } }),
   },
   "DELETE /v1/services/{id}/secrets/{secretId}": {
     target: "principal",
@@ -230,7 +231,9 @@ describe("every route is decided", () => {
         })),
     );
     // Sealing stops every later request before authorization, so it runs last.
-    operations.sort((a, b) => Number(a.route === "POST /v1/sys/seal") - Number(b.route === "POST /v1/sys/seal"));
+    operations.sort(
+      (a, b) => Number(a.route === "POST /v1/sys/seal") - Number(b.route === "POST /v1/sys/seal"),
+    );
   });
 
   after(async () => {
@@ -241,21 +244,29 @@ describe("every route is decided", () => {
     assert.ok(operations.length >= 40, `only ${operations.length} routes`);
     for (const { route, method, path, operation } of operations) {
       if (ANONYMOUS.has(route)) {
-        assert.deepEqual(operation.security, [], `${route} is listed as anonymous but is not public`);
+        assert.deepEqual(
+          operation.security,
+          [],
+          `${route} is listed as anonymous but is not public`,
+        );
         continue;
       }
       const action = operation["x-arbor-action"]!;
       assert.ok(isActionName(action), `${route}: action ${action} is not in the Cedar schema`);
 
       const resource = RESOURCE_SAMPLES[route];
-      const response = resource === undefined
-        ? await genericRequest(harness, method, path)
-        : await resource.sample(harness, fixtures);
+      const response =
+        resource === undefined
+          ? await genericRequest(harness, method, path)
+          : await resource.sample(harness, fixtures);
       const requestId = response.headers["x-request-id"];
       const decided = harness.decisions.filter(
         (decision) => decision.requestId === requestId && decision.action === action,
       );
-      assert.ok(decided.length > 0, `${route} (${action}) was not decided: ${response.statusCode} ${response.body}`);
+      assert.ok(
+        decided.length > 0,
+        `${route} (${action}) was not decided: ${response.statusCode} ${response.body}`,
+      );
 
       if (resource !== undefined) {
         assert.ok(
@@ -288,9 +299,8 @@ describe("key look-ups", () => {
       });
       const decided = requireKeyDecisions(keyTree);
       for (const scope of [undefined, { environment: null, tenant: null }]) {
-        await assert.rejects(
-          decided.resolveKey("prod", undefined, scope),
-          (error: unknown) => isArborError(error, "INTERNAL"),
+        await assert.rejects(decided.resolveKey("prod", undefined, scope), (error: unknown) =>
+          isArborError(error, "INTERNAL"),
         );
       }
     } finally {

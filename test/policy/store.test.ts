@@ -15,7 +15,12 @@ const FORBID_ROTATE = `forbid (principal, action == Arbor::Action::"key.rotate",
 const PERMIT_READ = `permit (principal, action == Arbor::Action::"key.read", resource);`;
 
 async function withStore(
-  work: (store: PolicyStore, storage: Storage, clock: FakeClock, engine: PolicyEngine) => Promise<void>,
+  work: (
+    store: PolicyStore,
+    storage: Storage,
+    clock: FakeClock,
+    engine: PolicyEngine,
+  ) => Promise<void>,
   options: { failAudit?: boolean } = {},
 ): Promise<void> {
   const opened = await dialects[0]!.open();
@@ -58,7 +63,10 @@ describe("policy store", () => {
       const removed = await store.remove(ROOT, "ops");
       assert.deepEqual([removed.version, removed.deleted], [3, true]);
       assert.deepEqual(await store.current(), []);
-      assert.equal(engine.policies().some((policy) => policy.source === "stored"), false);
+      assert.equal(
+        engine.policies().some((policy) => policy.source === "stored"),
+        false,
+      );
 
       const history = await store.history("ops");
       assert.deepEqual(
@@ -103,11 +111,16 @@ describe("policy store", () => {
         .execute();
       assert.equal(events.length, 1);
       assert.deepEqual(
-        (({ change, name, version }) => ({ change, name, version }))(JSON.parse(events[0]!.details)),
+        (({ change, name, version }) => ({ change, name, version }))(
+          JSON.parse(events[0]!.details),
+        ),
         { change: "applied", name: "ops", version: 1 },
       );
       const outbox = await storage.db.selectFrom("outbox").select("topic").execute();
-      assert.deepEqual(outbox.map((row) => row.topic), ["policy.changed"]);
+      assert.deepEqual(
+        outbox.map((row) => row.topic),
+        ["policy.changed"],
+      );
       assert.equal(await createPolicyRepository(storage.db).generation(), 1);
     });
   });
@@ -148,18 +161,39 @@ describe("policy store", () => {
       });
       const principalId = "opt_aaaaaaaaaaaaaaaaaaaaaaaaaa";
       const cases: Array<[Parameters<PolicyStore["createGrant"]>[1], string]> = [
-        [{ principalId, breakGlass: { environment: "prod" }, reason: "incident" }, "INVALID_ARGUMENT"],
         [
-          { principalId, breakGlass: { environment: "prod" }, ttlMs: 25 * 3_600_000, reason: "incident" },
+          { principalId, breakGlass: { environment: "prod" }, reason: "incident" },
           "INVALID_ARGUMENT",
         ],
-        [{ principalId, breakGlass: { environment: "*" }, ttlMs: 60_000, reason: "incident" }, "INVALID_ARGUMENT"],
-        [{ principalId, role: "auditor", breakGlass: { environment: "prod" }, reason: "both" }, "INVALID_ARGUMENT"],
+        [
+          {
+            principalId,
+            breakGlass: { environment: "prod" },
+            ttlMs: 25 * 3_600_000,
+            reason: "incident",
+          },
+          "INVALID_ARGUMENT",
+        ],
+        [
+          { principalId, breakGlass: { environment: "*" }, ttlMs: 60_000, reason: "incident" },
+          "INVALID_ARGUMENT",
+        ],
+        [
+          { principalId, role: "auditor", breakGlass: { environment: "prod" }, reason: "both" },
+          "INVALID_ARGUMENT",
+        ],
         [{ principalId, role: "auditor", reason: "  " }, "INVALID_ARGUMENT"],
-        [{ principalId: "opt_bbbbbbbbbbbbbbbbbbbbbbbbbb", role: "auditor", reason: "nobody" }, "NOT_FOUND"],
+        [
+          { principalId: "opt_bbbbbbbbbbbbbbbbbbbbbbbbbb", role: "auditor", reason: "nobody" },
+          "NOT_FOUND",
+        ],
       ];
       for (const [input, code] of cases) {
-        await assert.rejects(store.createGrant(ROOT, input), (error: unknown) => isArborError(error, code as never), JSON.stringify(input));
+        await assert.rejects(
+          store.createGrant(ROOT, input),
+          (error: unknown) => isArborError(error, code as never),
+          JSON.stringify(input),
+        );
       }
 
       const grant = await store.createGrant(ROOT, {

@@ -44,7 +44,13 @@ interface Grant {
 interface Explanation {
   decision: "allow" | "deny";
   summary: string;
-  policies: Array<{ id: string; source: string; name: string; version: number | null; reason: string | null }>;
+  policies: Array<{
+    id: string;
+    source: string;
+    name: string;
+    version: number | null;
+    reason: string | null;
+  }>;
   errors: string[];
 }
 
@@ -59,21 +65,26 @@ export function registerPolicyCommands(program: Command): void {
     .description("validate a Cedar policy file and store it as the next version of a named policy")
     .argument("<file>", "the policy file (Cedar syntax)")
     .option("--name <name>", "the policy's name (default: the file name without its extension)")
-    .option("--dry-run", "only validate against the schema and the policies in effect; store nothing")
-    .action(async (file: string, options: { name?: string; dryRun?: boolean }, command: Command) => {
-      const { out, client } = contextOf(command);
-      const name = options.name ?? basename(file, extname(file));
-      const text = await readText(file);
-      const response = await client().put<PolicyVersion & { changed: boolean; dryRun: boolean }>(
-        `/v1/policies/${encodeURIComponent(name)}`,
-        { policy: text, ...(options.dryRun === true ? { dryRun: true } : {}) },
-      );
-      out.result(response, () => {
-        if (response.dryRun) return `Valid: ${name} would be version ${response.version}.`;
-        if (!response.changed) return `Unchanged: ${name} is version ${response.version}.`;
-        return `Applied ${name} version ${response.version}; in effect now.`;
-      });
-    });
+    .option(
+      "--dry-run",
+      "only validate against the schema and the policies in effect; store nothing",
+    )
+    .action(
+      async (file: string, options: { name?: string; dryRun?: boolean }, command: Command) => {
+        const { out, client } = contextOf(command);
+        const name = options.name ?? basename(file, extname(file));
+        const text = await readText(file);
+        const response = await client().put<PolicyVersion & { changed: boolean; dryRun: boolean }>(
+          `/v1/policies/${encodeURIComponent(name)}`,
+          { policy: text, ...(options.dryRun === true ? { dryRun: true } : {}) },
+        );
+        out.result(response, () => {
+          if (response.dryRun) return `Valid: ${name} would be version ${response.version}.`;
+          if (!response.changed) return `Unchanged: ${name} is version ${response.version}.`;
+          return `Applied ${name} version ${response.version}; in effect now.`;
+        });
+      },
+    );
 
   policy
     .command("list")
@@ -86,7 +97,13 @@ export function registerPolicyCommands(program: Command): void {
           ? "No stored policies; only the built-in guards and roles apply."
           : formatTable([
               ["NAME", "VERSION", "CREATED", "BY", "SHA-256"],
-              ...response.policies.map((p) => [p.name, p.version, p.createdAt, p.createdBy, p.sha256.slice(0, 16)]),
+              ...response.policies.map((p) => [
+                p.name,
+                p.version,
+                p.createdAt,
+                p.createdBy,
+                p.sha256.slice(0, 16),
+              ]),
             ]),
       );
     });
@@ -97,16 +114,23 @@ export function registerPolicyCommands(program: Command): void {
     .argument("<name>", "the policy's name")
     .action(async (name: string, _options: unknown, command: Command) => {
       const { out, client } = contextOf(command);
-      const response = await client().get<PolicyVersion & { text: string; history: PolicyVersion[] }>(
-        `/v1/policies/${encodeURIComponent(name)}`,
-      );
+      const response = await client().get<
+        PolicyVersion & { text: string; history: PolicyVersion[] }
+      >(`/v1/policies/${encodeURIComponent(name)}`);
       out.result(response, () =>
         [
-          response.deleted ? `# ${name} is deleted (version ${response.version})` : response.text.trimEnd(),
+          response.deleted
+            ? `# ${name} is deleted (version ${response.version})`
+            : response.text.trimEnd(),
           "",
           formatTable([
             ["VERSION", "CREATED", "BY", "DELETED"],
-            ...response.history.map((v) => [v.version, v.createdAt, v.createdBy, v.deleted ? "yes" : "no"]),
+            ...response.history.map((v) => [
+              v.version,
+              v.createdAt,
+              v.createdBy,
+              v.deleted ? "yes" : "no",
+            ]),
           ]),
         ].join("\n"),
       );
@@ -118,7 +142,9 @@ export function registerPolicyCommands(program: Command): void {
     .argument("<name>", "the policy's name")
     .action(async (name: string, _options: unknown, command: Command) => {
       const { out, client } = contextOf(command);
-      const response = await client().delete<PolicyVersion>(`/v1/policies/${encodeURIComponent(name)}`);
+      const response = await client().delete<PolicyVersion>(
+        `/v1/policies/${encodeURIComponent(name)}`,
+      );
       out.result(response, () => `Deleted ${name} (version ${response.version}); in effect now.`);
     });
 
@@ -128,12 +154,19 @@ export function registerPolicyCommands(program: Command): void {
       "run request cases against the built-in policies and policy files, without a server; exits 1 if a case fails",
     )
     .argument("<file>", "the test file (YAML or JSON): `policies` (Cedar files) and `cases`")
-    .option("--policy <file>", "a Cedar policy file to test, besides those the test file lists", collect, [])
+    .option(
+      "--policy <file>",
+      "a Cedar policy file to test, besides those the test file lists",
+      collect,
+      [],
+    )
     .action(async (file: string, options: { policy: string[] }, command: Command) => {
       const { out } = contextOf(command);
       const { policies, cases } = await readCases(file);
       const documents = await Promise.all(
-        [...policies.map((path) => resolve(dirname(file), path)), ...options.policy].map(readPolicyFile),
+        [...policies.map((path) => resolve(dirname(file), path)), ...options.policy].map(
+          readPolicyFile,
+        ),
       );
       const results = runPolicyCases(documents, cases);
       const failed = results.filter((result) => !result.passed);
@@ -142,7 +175,7 @@ export function registerPolicyCommands(program: Command): void {
       );
       if (failed.length > 0) {
         throw new CliError(
-          "POLICY_TEST_FAILED",
+          "TEST_FAILED",
           `${failed.length} of ${results.length} policy test cases failed: ${failed.map((result) => result.name).join(", ")}`,
           { hint: "run `arbor policy explain` on the server, or read each case's reason above" },
         );
@@ -151,16 +184,34 @@ export function registerPolicyCommands(program: Command): void {
 
   policy
     .command("explain")
-    .description("decide a request against the server's policies without acting, and say which policies decided it")
-    .requiredOption("--principal <id>", "an operator token id (opt_...) or service principal id (svc_...)")
-    .requiredOption("--action <action>", "the action, such as key.rotate (see `arbor policy schema`)")
+    .description(
+      "decide a request against the server's policies without acting, and say which policies decided it",
+    )
+    .requiredOption(
+      "--principal <id>",
+      "an operator token id (opt_...) or service principal id (svc_...)",
+    )
+    .requiredOption(
+      "--action <action>",
+      "the action, such as key.rotate (see `arbor policy schema`)",
+    )
     .option("--key <key>", "the key (path or id) the request acts on")
     .option("--version <n>", "a version of --key, for the version actions", parsePositiveInteger)
     .option("--target <id>", "the operator token or service principal the request acts on")
-    .option("--workload", "explain a service principal as a workload holding one of its access tokens")
+    .option(
+      "--workload",
+      "explain a service principal as a workload holding one of its access tokens",
+    )
     .action(
       async (
-        options: { principal: string; action: string; key?: string; version?: number; target?: string; workload?: boolean },
+        options: {
+          principal: string;
+          action: string;
+          key?: string;
+          version?: number;
+          target?: string;
+          workload?: boolean;
+        },
         command: Command,
       ) => {
         const { out, client } = contextOf(command);
@@ -178,18 +229,33 @@ export function registerPolicyCommands(program: Command): void {
 
   policy
     .command("grant")
-    .description("grant a principal a role, or break-glass access to one environment until an expiry")
-    .requiredOption("--principal <id>", "an operator token id (opt_...) or service principal id (svc_...)")
+    .description(
+      "grant a principal a role, or break-glass access to one environment until an expiry",
+    )
+    .requiredOption(
+      "--principal <id>",
+      "an operator token id (opt_...) or service principal id (svc_...)",
+    )
     .option("--role <role>", "a built-in role (such as auditor) or a role your policies name")
     .option(
       "--break-glass <scope>",
       "ENV or ENV/TENANT to reach outside the principal's scope; every use is audited",
     )
-    .option("--ttl <duration>", "how long the grant lasts, such as 1h; required for --break-glass, at most 24h", parseDurationText)
+    .option(
+      "--ttl <duration>",
+      "how long the grant lasts, such as 1h; required for --break-glass, at most 24h",
+      parseDurationText,
+    )
     .requiredOption("--reason <text>", "why the grant exists; recorded in the audit log")
     .action(
       async (
-        options: { principal: string; role?: string; breakGlass?: string; ttl?: string; reason: string },
+        options: {
+          principal: string;
+          role?: string;
+          breakGlass?: string;
+          ttl?: string;
+          reason: string;
+        },
         command: Command,
       ) => {
         const { out, client } = contextOf(command);
@@ -220,7 +286,14 @@ export function registerPolicyCommands(program: Command): void {
           ? "No grants."
           : formatTable([
               ["ID", "PRINCIPAL", "GRANT", "EXPIRES", "REVOKED", "REASON"],
-              ...response.grants.map((g) => [g.id, g.principal, grantLabel(g), g.expiresAt, g.revokedAt, g.reason]),
+              ...response.grants.map((g) => [
+                g.id,
+                g.principal,
+                grantLabel(g),
+                g.expiresAt,
+                g.revokedAt,
+                g.reason,
+              ]),
             ]),
       );
     });
@@ -275,7 +348,9 @@ async function readText(file: string): Promise<string> {
 
 async function readPolicyFile(file: string): Promise<StoredPolicyDocument> {
   // Names follow the server's rule, so ids in the results match what `explain` shows after apply.
-  const name = basename(file, extname(file)).toLowerCase().replace(/[^a-z0-9_.-]/g, "-");
+  const name = basename(file, extname(file))
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]/g, "-");
   return { name, version: 1, text: await readText(file) };
 }
 
@@ -285,7 +360,10 @@ async function readCases(file: string): Promise<{ policies: string[]; cases: Pol
   if (first !== undefined) {
     const position = first.linePos?.[0];
     const where = position === undefined ? "" : ` at line ${position.line}, column ${position.col}`;
-    throw new CliError("FILE_ERROR", `invalid YAML in ${file}${where}: ${first.message.split("\n")[0]}`);
+    throw new CliError(
+      "FILE_ERROR",
+      `invalid YAML in ${file}${where}: ${first.message.split("\n")[0]}`,
+    );
   }
   const parsed = document.toJS() as { policies?: unknown; cases?: unknown } | null;
   const policies = parsed?.policies ?? [];
@@ -314,7 +392,7 @@ async function readCases(file: string): Promise<{ policies: string[]; cases: Pol
       );
     }
   }
-  return { policies: policies as string[], cases: cases as PolicyCase[] };
+  return { policies, cases: cases as PolicyCase[] };
 }
 
 function describeResults(results: readonly CaseResult[]): string {
@@ -332,7 +410,8 @@ function describeResults(results: readonly CaseResult[]): string {
 function describeExplanation(explanation: Explanation): string {
   const lines = [`${explanation.decision}: ${explanation.summary}`];
   for (const policy of explanation.policies) {
-    const origin = policy.source === "builtin" ? "built-in" : `${policy.name} version ${policy.version}`;
+    const origin =
+      policy.source === "builtin" ? "built-in" : `${policy.name} version ${policy.version}`;
     lines.push(`  ${policy.id} (${origin})${policy.reason === null ? "" : `: ${policy.reason}`}`);
   }
   for (const error of explanation.errors) lines.push(`  error: ${error}`);

@@ -29,6 +29,11 @@ const storedRecordSchema = {
     keyId: { type: ["string", "null"] },
     keyVersion: { type: ["integer", "null"] },
     credentialId: { type: ["string", "null"] },
+    sourceAddress: { type: ["string", "null"] },
+    requestId: { type: ["string", "null"] },
+    errorCode: { type: ["string", "null"] },
+    chain: { type: "string" },
+    details: { type: "string" },
   },
 } as const;
 

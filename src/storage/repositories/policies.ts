@@ -49,7 +49,7 @@ export type PolicyGrantRow = Selectable<PolicyGrantsTable>;
 type PolicyExecutor = Kysely<Database & PolicyTables>;
 
 function tables(ex: Executor): PolicyExecutor {
-  return ex.withTables<PolicyTables>() as unknown as PolicyExecutor;
+  return ex.withTables<PolicyTables>();
 }
 
 // PostgreSQL returns bigint columns as strings; SQLite returns numbers.
@@ -74,11 +74,12 @@ export function createPolicyRepository(db: Kysely<Database>) {
       const rows = await tables(ex)
         .selectFrom("policies as p")
         .selectAll("p")
-        .where(({ eb, selectFrom }) =>
+        .where((eb) =>
           eb(
             "p.version",
             "=",
-            selectFrom("policies as q")
+            eb
+              .selectFrom("policies as q")
               .select(({ fn }) => fn.max("q.version").as("max"))
               .whereRef("q.name", "=", "p.name"),
           ),
