@@ -1,6 +1,7 @@
 import type { Kysely } from "kysely";
 
 import type { Database } from "../storage/schema.ts";
+import type { CursorStore, ExportSource } from "./exporters/types.ts";
 
 /** One stored record as verification reads it: the indexed columns and the chained record. */
 export interface StoredRecord {
@@ -225,3 +226,35 @@ export function createAuditLogStore(db: Kysely<Database>) {
 }
 
 export type AuditLogStore = ReturnType<typeof createAuditLogStore>;
+
+/**
+ * The exporters' view of the log: records in sequence order as stored. A damaged row (no record
+ * or hash) is left out, so the exporter sees a gap and counts it instead of shipping a guess.
+ */
+export function exportSourceOf(store: AuditLogStore, db: Kysely<Database>): ExportSource {
+  return {
+    async read(afterSeq, limit) {
+      const rows = await store.records(afterSeq, limit);
+      return rows.flatMap((row) =>
+        row.record === null || row.hash === null
+          ? []
+          : [{ seq: row.seq, hash: row.hash, json: row.record, type: row.type, at: row.at }],
+      );
+    },
+    async latestSeq() {
+      const row = await db
+        .selectFrom("audit_events")
+        .select((eb) => eb.fn.max("seq").as("seq"))
+        .executeTakeFirst();
+      return row?.seq === null || row?.seq === undefined ? 0 : Number(row.seq);
+    },
+  };
+}
+
+/** Exporter cursors in `audit_export_cursors`; a cursor only ever moves forward. */
+export function cursorStoreOf(store: AuditLogStore, clock: { now(): number }): CursorStore {
+  return {
+    get: (exporter) => store.cursor(exporter),
+    set: (exporter, seq) => store.setCursor(exporter, seq, clock.now()),
+  };
+}

@@ -18,6 +18,8 @@ export const DEFAULT_LIMITS = {
   cacheTtlMs: 5 * 60_000,
 } as const;
 export const DEFAULT_LOG_LEVEL: LogLevel = "info";
+/** A checkpoint every 1,000 records or every minute while records arrive. */
+export const DEFAULT_AUDIT = { checkpointRecords: 1_000, checkpointIntervalMs: 60_000 } as const;
 
 // Same bounds as the sealed root provider accepts.
 const MIN_SHARES = 2;
@@ -76,6 +78,16 @@ export function buildConfig(settings: SettingLayer): ArborConfig {
     root,
     audit: {
       exporters: read("audit.exporters", parseExporterList(sourceOf("audit.exporters")), []),
+      checkpointRecords: read(
+        "audit.checkpoint_records",
+        integerFrom(1, Number.MAX_SAFE_INTEGER),
+        DEFAULT_AUDIT.checkpointRecords,
+      ),
+      checkpointIntervalMs: read(
+        "audit.checkpoint_interval",
+        positiveDuration("audit.checkpoint_interval"),
+        DEFAULT_AUDIT.checkpointIntervalMs,
+      ),
     },
     limits: buildLimits(read, sourceOf),
     logLevel: read("log_level", oneOf(LOG_LEVELS), DEFAULT_LOG_LEVEL),

@@ -21,6 +21,8 @@ export const SETTING_KEYS = [
   "root.key_label",
   "root.pin_file",
   "audit.exporters",
+  "audit.checkpoint_records",
+  "audit.checkpoint_interval",
   "limits.max_payload_bytes",
   "limits.max_body_bytes",
   "limits.unseal_attempts_per_minute",

@@ -18,7 +18,13 @@ export interface ArborConfig {
   storage: StorageConfig;
   root: RootConfig;
   /** Audit exporters, in configuration order. */
-  audit: { exporters: ExporterConfig[] };
+  audit: {
+    exporters: ExporterConfig[];
+    /** Sign a checkpoint once this many records arrived since the last one. */
+    checkpointRecords: number;
+    /** Sign a checkpoint at least this often while records arrive, in milliseconds. */
+    checkpointIntervalMs: number;
+  };
   limits: {
     /** Largest plaintext accepted by the encryption routes, in bytes. */
     maxPayloadBytes: number;

@@ -12,7 +12,8 @@ import type { AuditEvent, AuditEventType } from "../audit/types.ts";
 import { checkCompleteness } from "../audit/completeness.ts";
 import { auditKeyChanges } from "../audit/key-events.ts";
 import { auditStateChanges } from "../audit/state-events.ts";
-import { createAuditLogStore } from "../audit/log-store.ts";
+import { createExporters } from "../audit/exporters/index.ts";
+import { createAuditLogStore, cursorStoreOf, exportSourceOf } from "../audit/log-store.ts";
 import { createRetention } from "../audit/retention.ts";
 import { createSqlAuditWriter } from "../audit/sql-writer.ts";
 import { systemClock, type Clock } from "../clock.ts";
@@ -79,14 +80,34 @@ export async function startArbor(
       ttlMs: config.limits.cacheTtlMs,
     });
     const auditStore = createAuditLogStore(storage.db);
-    const checkpointer = createCheckpointer({ storage, store: auditStore, root, clock, logger });
+    const checkpointer = createCheckpointer(
+      { storage, store: auditStore, root, clock, logger },
+      {
+        everyRecords: config.audit.checkpointRecords,
+        everyMs: config.audit.checkpointIntervalMs,
+      },
+    );
+    const exporters = await createExporters(config, {
+      source: exportSourceOf(auditStore, storage.db),
+      cursors: cursorStoreOf(auditStore, clock),
+      logger,
+      metrics: metrics.exportMetrics,
+    });
     const audit = createSqlAuditWriter(new GroupCommitter(storage), {
-      onCommitted: () => checkpointer.noteCommitted(),
+      onCommitted: () => {
+        checkpointer.noteCommitted();
+        exporters.wake();
+      },
     });
     const auditKey = createAuditKey({ storage, root, clock });
     // Every other state change announced on the outbox gets its record in its own transaction.
     storage.outbox.observe(auditStateChanges(audit));
-    const retention = createRetention({ storage, store: auditStore, clock, exporters: () => [] });
+    const retention = createRetention({
+      storage,
+      store: auditStore,
+      clock,
+      exporters: () => [...exporters.exporters],
+    });
     // Sign versions stay published for the maximum token lifetime plus a margin.
     const keyTree = createKeyTree({
       storage,
@@ -197,6 +218,7 @@ export async function startArbor(
     );
     maintenance.unref();
     checkpointer.start();
+    exporters.start();
     logger.info({ address, storage: config.storage.kind }, "arbor listening");
 
     return {
@@ -217,6 +239,9 @@ export async function startArbor(
           logger.warn({ err: error }, "the final audit checkpoint could not be signed");
         });
         await checkpointer.stop();
+        // After the last records (the seal, the final checkpoint) so they are shipped too.
+        exporters.wake();
+        await exporters.stop();
         auditKey.forget();
         root.seal();
         await root.close?.();

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
+import type { ExportMetrics } from "../audit/exporters/types.ts";
+
 import {
   ROOT_CALL_DURATION_SECONDS,
   ROOT_CALLS_TOTAL,
@@ -28,6 +30,8 @@ export interface ServerMetrics {
   operations: Counter<"operation">;
   /** Adapter for `createSealedRoot({ metrics })`, feeding the two root metrics above. */
   rootMetrics: RootMetrics;
+  /** Adapter for the audit exporters' runner. */
+  exportMetrics: ExportMetrics;
 }
 
 // Issuance is on the request path: most responses take milliseconds, and a root call or a cold cache
@@ -118,5 +122,47 @@ export function createMetrics(registry: Registry): ServerMetrics {
         rootCallDuration.observe({ operation, result }, seconds);
       },
     },
+    exportMetrics: createExportMetrics(registers),
+  };
+}
+
+/** Exporter metrics: how far each target is behind, and what it could not take. */
+function createExportMetrics(registers: Registry[]): ExportMetrics {
+  const lag = new Gauge({
+    name: "arbor_audit_export_lag_records",
+    help: "Audit records an exporter's target has not acknowledged yet.",
+    labelNames: ["exporter"],
+    registers,
+  });
+  const delivered = new Counter({
+    name: "arbor_audit_exported_records_total",
+    help: "Audit records delivered to an exporter's target.",
+    labelNames: ["exporter"],
+    registers,
+  });
+  const failures = new Counter({
+    name: "arbor_audit_export_failures_total",
+    help: "Failed export attempts, by exporter and reason (unavailable, rejected, read, cursor).",
+    labelNames: ["exporter", "reason"],
+    registers,
+  });
+  const truncated = new Counter({
+    name: "arbor_audit_export_truncated_total",
+    help: "Records sent without their JSON because they did not fit (syslog over UDP).",
+    labelNames: ["exporter"],
+    registers,
+  });
+  const skipped = new Counter({
+    name: "arbor_audit_export_skipped_total",
+    help: "Sequence numbers missing from the log between an exporter's cursor and the next record.",
+    labelNames: ["exporter"],
+    registers,
+  });
+  return {
+    setLag: (exporter, records) => lag.set({ exporter }, records),
+    addDelivered: (exporter, records) => delivered.inc({ exporter }, records),
+    addFailure: (exporter, reason) => failures.inc({ exporter, reason }),
+    addTruncated: (exporter, records) => truncated.inc({ exporter }, records),
+    addSkipped: (exporter, records) => skipped.inc({ exporter }, records),
   };
 }

@@ -64,13 +64,16 @@ const THRESHOLD = 3;
 
 /** Starts a composed server on 127.0.0.1, initialised and unsealed unless `initialise` is false. */
 export async function openComposedServer(
-  options: { initialise?: boolean } = {},
+  options: { initialise?: boolean; configYaml?: (dir: string) => string } = {},
 ): Promise<ComposedServer> {
   const dir = mkdtempSync(join(tmpdir(), "arbor-audit-"));
   const logs = new LogCapture();
   // The tests seal and unseal many times; the default of 10 unseal requests a minute is too few.
   const file = join(dir, "arbor.yaml");
-  writeFileSync(file, "limits:\n  unseal_attempts_per_minute: 1000\n");
+  writeFileSync(
+    file,
+    `limits:\n  unseal_attempts_per_minute: 1000\n${options.configYaml?.(dir) ?? ""}`,
+  );
   const config = await loadConfig({
     file,
     env: {},

@@ -45,7 +45,9 @@ export function keyScopeOf(request: FastifyRequest, version?: number): DecidedKe
     ...scopeOf(request.principal),
     decideKey: async (key) => {
       const target =
-        version === undefined ? { type: "key" as const, key } : { type: "key" as const, key, version };
+        version === undefined
+          ? { type: "key" as const, key }
+          : { type: "key" as const, key, version };
       return (await request.decide(target)).allowed;
     },
   };

@@ -1,11 +1,7 @@
 import type { FastifyInstance } from "fastify";
 
 import { ArborError, quote } from "../../errors/index.ts";
-import {
-  isWithinScope,
-  resolveScope,
-  validateRequestedScope,
-} from "../../operators/scope.ts";
+import { isWithinScope, resolveScope, validateRequestedScope } from "../../operators/scope.ts";
 import { durationMs } from "../durations.ts";
 import { durationSchema, withErrors } from "../schemas.ts";
 import { operatorTokenView } from "../views.ts";

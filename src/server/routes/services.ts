@@ -145,7 +145,10 @@ export function registerServiceRoutes(
       } as const;
       // Outside the caller's scope, the principal manager rejects the request with its own message.
       const decision = await request.decide(target);
-      if (!decision.allowed && isInScope({ environment: target.environment, tenant: target.tenant }, actor)) {
+      if (
+        !decision.allowed &&
+        isInScope({ environment: target.environment, tenant: target.tenant }, actor)
+      ) {
         throw new ArborError(
           "FORBIDDEN",
           `this token is not allowed to create service principals for ${quote(`${target.environment}/${target.tenant}/${target.service}`)}`,
