@@ -18,6 +18,7 @@ import { submitUnsealShare } from "../src/cli/commands/sys.ts";
 import { loadConfig } from "../src/config/index.ts";
 import { startArbor } from "../src/server/compose.ts";
 import { createLogger } from "../src/server/logger.ts";
+import type { Storage } from "../src/storage/index.ts";
 
 const { values } = parseArgs({
   options: {
@@ -72,16 +73,33 @@ await applyDocument(client, await readHierarchyFile(hierarchyFile), false);
 // bench/tokens-audit.ts counts the stored events after each run to check the swap took effect.
 if (values.audit === "off") running.deps.audit = noopAuditWriter;
 
+// Counts write transactions and the time spent in them. The group committer looks up
+// `storage.write` on the shared storage object for every batch, so the wrapper sees its batches.
+const storage = running.deps.storage;
+const writeTransaction = storage.write.bind(storage);
+let transactions = 0;
+let transactionMs = 0;
+(storage as { write: Storage["write"] }).write = async (work) => {
+  transactions += 1;
+  const start = performance.now();
+  try {
+    return await writeTransaction(work);
+  } finally {
+    transactionMs += performance.now() - start;
+  }
+};
+
 process.stdout.write(
   `${JSON.stringify({ address: running.address, rootToken: init.rootToken })}\n`,
 );
 
-// On request over the IPC channel (when started with one), reports this process's CPU time and
-// the event loop's busy time, so the benchmark can tell CPU work from waiting.
+// On request over the IPC channel (when started with one), reports this process's CPU time, the
+// event loop's busy time and the write transactions so far, so the benchmark can tell CPU work
+// from waiting.
 process.on("message", (message) => {
   if (message !== "usage") return;
   const { active } = performance.eventLoopUtilization();
-  process.send?.({ cpu: process.cpuUsage(), loopActiveMs: active });
+  process.send?.({ cpu: process.cpuUsage(), loopActiveMs: active, transactions, transactionMs });
 });
 
 process.once("SIGTERM", () => {

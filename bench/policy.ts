@@ -4,8 +4,8 @@
 //   npx tsx bench/policy.ts [--duration 10] [--connections 32]
 //
 // The decision figures run in this process. For the HTTP figures two servers run side by side in
-// child processes, built by the composition root on SQLite with the durable audit writer: one with
-// the Cedar authorizer, one with the allow-all authorizer (which only this benchmark wires in).
+// child processes, built by the composition root on SQLite with the durable audit writer. One has
+// the Cedar authorizer and the other the allow-all authorizer, which only this benchmark wires in.
 // autocannon runs in this process, so the load generator shares the machine's cores with them.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";

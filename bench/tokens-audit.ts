@@ -59,13 +59,19 @@ interface Run {
   cpuMsPerToken: number;
   /** Time the server's event loop was busy per token of the measured pass, in milliseconds. */
   loopMsPerToken: number;
+  /** Tokens per write transaction (group commit batch) of the measured pass; null without any. */
+  tokensPerTransaction: number | null;
+  /** Time inside write transactions per token of the measured pass, in milliseconds. */
+  transactionMsPerToken: number;
   loadAverage: number;
 }
 
-/** The server's CPU time and event loop busy time so far, both in milliseconds. */
+/** The server's CPU time, event loop busy time and write transactions so far; times in milliseconds. */
 interface ServerUsage {
   cpuMs: number;
   loopActiveMs: number;
+  transactions: number;
+  transactionMs: number;
 }
 
 interface BenchServer {
@@ -116,11 +122,10 @@ async function startServer(mode: AuditMode): Promise<BenchServer> {
     usage() {
       return new Promise<ServerUsage>((resolveUsage) => {
         child.once("message", (message) => {
-          const { cpu, loopActiveMs } = message as {
+          const { cpu, ...rest } = message as Omit<ServerUsage, "cpuMs"> & {
             cpu: { user: number; system: number };
-            loopActiveMs: number;
           };
-          resolveUsage({ cpuMs: (cpu.user + cpu.system) / 1000, loopActiveMs });
+          resolveUsage({ cpuMs: (cpu.user + cpu.system) / 1000, ...rest });
         });
         child.send("usage");
       });
@@ -183,6 +188,7 @@ async function measure(mode: AuditMode, round: number): Promise<Run> {
     const usageBefore = await server.usage();
     const result = await autocannon({ ...options, duration: durationSeconds });
     const usageAfter = await server.usage();
+    const transactions = usageAfter.transactions - usageBefore.transactions;
     for (const pass of [warmup, result]) {
       if (pass.non2xx > 0 || pass.errors > 0) {
         throw new Error(
@@ -205,6 +211,8 @@ async function measure(mode: AuditMode, round: number): Promise<Run> {
       events,
       cpuMsPerToken: (usageAfter.cpuMs - usageBefore.cpuMs) / result["2xx"],
       loopMsPerToken: (usageAfter.loopActiveMs - usageBefore.loopActiveMs) / result["2xx"],
+      tokensPerTransaction: transactions === 0 ? null : result["2xx"] / transactions,
+      transactionMsPerToken: (usageAfter.transactionMs - usageBefore.transactionMs) / result["2xx"],
       loadAverage,
     };
   } finally {
@@ -242,14 +250,18 @@ for (let round = 1; round <= rounds; round++) {
 }
 
 console.log(
-  "| round | audit | tokens/s | p50 ms | p99 ms | server CPU ms/token | loop busy ms/token | token.issued events | load average |",
+  "| round | audit | tokens/s | p50 ms | p99 ms | server CPU ms/token | loop busy ms/token | " +
+    "transaction ms/token | tokens/transaction | token.issued events | load average |",
 );
-console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const run of runs) {
+  const perTransaction =
+    run.tokensPerTransaction === null ? "-" : formatNumber(run.tokensPerTransaction, 1);
   console.log(
     `| ${run.round} | ${run.mode} | ${formatNumber(run.rps)} | ${formatNumber(run.p50, 1)} | ` +
       `${formatNumber(run.p99, 1)} | ${formatNumber(run.cpuMsPerToken, 3)} | ` +
-      `${formatNumber(run.loopMsPerToken, 3)} | ${formatNumber(run.events)} | ${run.loadAverage.toFixed(2)} |`,
+      `${formatNumber(run.loopMsPerToken, 3)} | ${formatNumber(run.transactionMsPerToken, 3)} | ` +
+      `${perTransaction} | ${formatNumber(run.events)} | ${run.loadAverage.toFixed(2)} |`,
   );
 }
 

@@ -1,7 +1,13 @@
 import { ArborError } from "../errors/index.ts";
 import type { SignedCheckpoint } from "./checkpoint.ts";
 import type { AuditLogStore, StoredRecord } from "./log-store.ts";
-import { inclusionProof } from "./merkle.ts";
+import { MerkleFrontier } from "./merkle.ts";
+import {
+  createProofFile,
+  establishesKeyVersion,
+  ISSUING_EVENT_TYPES,
+  type ProofFile,
+} from "./proof.ts";
 import { parseRecord, type AuditRecord } from "./record.ts";
 
 /** One step of a trace, root first: the record that established a version or issued a credential. */
@@ -25,33 +31,13 @@ export interface Trace {
   uses: { seq: number; type: string; outcome: string; at: number }[];
 }
 
-/** Records that hand out a credential, and so start a trace. */
-const ISSUING_TYPES = new Set([
-  "token.issued",
-  "data_key.issued",
-  "operator_token.created",
-  "sys.initialized",
-  "service.created",
-  "service.secret_rotated",
-]);
+// Which records issue a credential and which establish a key version: the same rules proofs
+// are checked by, so a trace and its proof always agree.
 const ROOT_TYPES = ["sys.initialized", "sys.root_rotated"];
 const KEY_TYPES = ["key.created", "key.rotated"];
-const KEY_REF = /^(root|key_[a-z0-9]+)@([1-9][0-9]{0,9})$/;
+const KEY_REF = /^(root|key_[a-z2-7]{26})@([1-9][0-9]{0,9})$/;
 
-/** True when `record` establishes the version `ref` names: the predicate proofs check too. */
-export function establishes(record: AuditRecord, ref: string): boolean {
-  const match = KEY_REF.exec(ref);
-  if (match === null || record.outcome !== "success") return false;
-  const [, keyId, version] = match;
-  if (keyId === "root") {
-    return ROOT_TYPES.includes(record.type) && record.details.rootVersion === Number(version);
-  }
-  return (
-    KEY_TYPES.includes(record.type) &&
-    record.keyId === keyId &&
-    record.keyVersion === Number(version)
-  );
-}
+export const establishes = establishesKeyVersion;
 
 /**
  * Follows a credential id (token id, data key id) or a key version (`key_…@N`, `root@N`) to the
@@ -67,7 +53,9 @@ export async function traceSubject(store: AuditLogStore, subject: string): Promi
     chain = await chainOfVersion(store, subject);
   } else {
     const records = await store.byCredential(subject);
-    const issuing = records.find((row) => ISSUING_TYPES.has(row.type) && row.outcome === "success");
+    const issuing = records.find(
+      (row) => ISSUING_EVENT_TYPES.has(row.type) && row.outcome === "success",
+    );
     if (issuing === undefined) {
       throw new ArborError(
         "NOT_FOUND",
@@ -158,15 +146,6 @@ function stepOf(
   };
 }
 
-/** A proof file: the trace's records, their inclusion proofs and a signed tree head. */
-export interface ProofFile {
-  v: 1;
-  kind: "arbor-audit-proof";
-  subject: string;
-  checkpoint: SignedCheckpoint;
-  entries: { record: string; leafIndex: number; inclusion: string[] }[];
-}
-
 /**
  * Builds the proof of a trace against the newest checkpoint that covers all of its records. Only
  * the trace's own records and sibling hashes are included, so the proof reveals no other record.
@@ -199,34 +178,23 @@ export async function buildProof(store: AuditLogStore, trace: Trace): Promise<Pr
       { parameter: "id", value: trace.subject },
     );
   }
-  if (prunedThrough > 0) {
-    // NOTE: inclusion proofs over a pruned prefix would need the pruned subtrees' inner nodes;
-    // the anchor keeps only the frontier, so proofs after retention are not built yet.
-    throw new ArborError(
-      "AUDIT_PROOF_UNAVAILABLE",
-      "proofs are not available once retention has pruned records",
-      { parameter: "id", value: trace.subject },
-    );
-  }
 
-  const leaves = (await store.hashes(0, latest.treeSize)).map((row) =>
+  // The pruned prefix is represented by its frontier; leaves are read from the first kept record.
+  const pruned = anchor === null ? undefined : MerkleFrontier.fromJSON(JSON.parse(anchor.frontier));
+  const leaves = (await store.hashes(prunedThrough, latest.treeSize)).map((row) =>
     Buffer.from(row.hash, "hex"),
   );
-  const getLeaf = (index: number): Uint8Array => leaves[index]!;
-  const unique = [...new Set(seqs)].sort((a, b) => a - b);
-  const rows = await store.recordsBySeq(unique);
-  const entries = rows.map((row) => ({
-    record: row.record ?? "",
-    leafIndex: row.seq - 1,
-    inclusion: inclusionProof(row.seq - 1, latest.treeSize, getLeaf).map((hash) =>
-      Buffer.from(hash).toString("hex"),
-    ),
-  }));
-  return {
-    v: 1,
-    kind: "arbor-audit-proof",
-    subject: trace.subject,
-    checkpoint: JSON.parse(latest.signed) as SignedCheckpoint,
-    entries,
+  const getLeaf = (index: number): Uint8Array => {
+    const leaf = leaves[index - prunedThrough];
+    if (leaf === undefined) throw new Error(`audit record ${index + 1} is missing`);
+    return leaf;
   };
+  const rows = await store.recordsBySeq([...new Set(seqs)].sort((a, b) => a - b));
+  return createProofFile({
+    checkpoint: JSON.parse(latest.signed) as SignedCheckpoint,
+    records: rows.map((row) => row.record ?? ""),
+    subject: trace.subject,
+    getLeaf,
+    ...(pruned === undefined ? {} : { pruned }),
+  });
 }

@@ -50,7 +50,7 @@ export interface CaseResult {
   expected: "allow" | "deny";
   actual: "allow" | "deny";
   passed: boolean;
-  /** Why, as `arbor policy explain` says it. */
+  /** The reason, as `arbor policy explain` prints it. */
   summary: string;
 }
 
@@ -107,7 +107,7 @@ function casePrincipal(
     spec.type
   ];
   if (type === undefined) throw caseError(label, "principal.type is operator, service or workload");
-  const id = spec.id ?? `${spec.type === "operator" ? "opt" : "svc"}_case${label.length}`;
+  const id = spec.id ?? (spec.type === "operator" ? "opt_case" : "svc_case");
   const environment = spec.environment ?? null;
   const tenant = spec.tenant ?? null;
 

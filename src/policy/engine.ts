@@ -19,7 +19,7 @@ export interface StoredPolicyDocument {
   text: string;
 }
 
-/** Where a policy in the active set comes from, for `arbor policy explain`. */
+/** The origin of a policy in the active set, for `arbor policy explain`. */
 export interface PolicyOrigin {
   /** The Cedar policy id: the built-in id, or `<document>/<@id>` or `<document>#<n>`. */
   id: string;
@@ -55,7 +55,7 @@ export interface EngineDecision {
 export interface Explanation extends EngineDecision {
   /** The determining policies with their source and reason. */
   determining: PolicyOrigin[];
-  /** A sentence that says why, for people. */
+  /** A sentence that explains the decision, for people. */
   summary: string;
   entities: EntityJson[];
 }
@@ -81,7 +81,7 @@ let engineCount = 0;
  * Decides requests with Cedar: the built-in guards and roles plus the stored policies, validated
  * against the schema. Policies are parsed once per change (`load`), and decisions use Cedar's
  * stateful, pre-parsed evaluation. The set is split by action: each action is decided against
- * only the policies whose action scope can match it, which gives the same answer (a policy whose
+ * only the policies whose action scope can match it, which gives the same decision (a policy whose
  * scope does not match is never satisfied and never raises an error) with less work per request.
  */
 export class PolicyEngine {
@@ -115,7 +115,7 @@ export class PolicyEngine {
     return this.#policies.size;
   }
 
-  /** Every policy in effect, built-ins first. */
+  /** Returns every policy in effect, built-ins first. */
   policies(): PolicyOrigin[] {
     return [...this.#policies.values()];
   }
@@ -128,8 +128,8 @@ export class PolicyEngine {
     const parsed = [...builtinPolicies(), ...validateDocuments(documents)];
 
     // Actions whose policies are the same share one set. Sets are parsed on first use, so a
-    // change does not block the event loop for every action at once; slots are reused across
-    // loads, which bounds what the Cedar module keeps.
+    // change does not block the event loop for every action at once. Slots are reused across
+    // loads, which bounds the memory the Cedar module keeps.
     const setOf = new Map<ActionName, PolicySet>();
     const bySignature = new Map<string, PolicySet>();
     for (const [action, members] of partitionByAction(parsed)) {
@@ -147,7 +147,7 @@ export class PolicyEngine {
     this.#cache.clear();
   }
 
-  /** Decides a request; the answer may come from the decision cache. */
+  /** Decides a request, with the decision cache in front of Cedar. */
   decide(request: DecisionRequest): EngineDecision {
     const entities = requestEntities(request);
     const key = `${request.action}\n${JSON.stringify(entities)}`;
@@ -161,7 +161,7 @@ export class PolicyEngine {
     return decision;
   }
 
-  /** Decides a request without the cache and says which policies decided it, and why. */
+  /** Decides a request without the cache and returns the policies that decided it, and why. */
   explain(request: DecisionRequest): Explanation {
     const entities = requestEntities(request);
     const decision = this.#evaluate(request, entities);
@@ -396,7 +396,7 @@ function requireSuccess(
   if (answer.type === "failure") {
     throw new ArborError(
       "INTERNAL",
-      `Cedar rejected ${what}: ${describeCedarErrors(answer.errors as never)}`,
+      `Cedar failed to parse ${what}: ${describeCedarErrors(answer.errors as never)}`,
     );
   }
 }

@@ -5,7 +5,7 @@ import { ANY, NAMESPACE } from "./schema.ts";
 /** Value of `service` and `tenant` where there is none: operators' service, environment-level keys' tenant. */
 export const NONE = "-";
 
-/** What the authorizer knows about a principal; null scope fields reach every environment or tenant. */
+/** Facts about a principal that the authorizer decides on; null scope fields reach every environment or tenant. */
 export interface PrincipalFacts {
   type: PrincipalType;
   id: string;
@@ -30,7 +30,7 @@ export interface BreakGlassFacts {
 }
 
 /**
- * A resource as Cedar sees it. `env` and `tenant` are always set (`*` for every one, `-` for an
+ * A resource as Cedar receives it. `env` and `tenant` are always set (`*` for every one, `-` for an
  * environment-level key); the other attributes depend on the type and are checked against the
  * schema on every request.
  */
@@ -63,7 +63,7 @@ export function withinOwnScope(principal: ScopeValues, resource: ScopeValues): b
   return environment && tenant;
 }
 
-/** Which scope guard a resource outside the principal's scope crosses, for the denial metric. */
+/** Returns the scope guard a resource outside the principal's scope crosses, for the denial metric. */
 export function crossedScope(
   principal: ScopeValues,
   resource: ScopeValues,
@@ -156,7 +156,7 @@ export function keyVersionResource(key: KeyFacts, version: number): ResourceFact
   };
 }
 
-/** A managed principal (operator token or service principal) as a resource. */
+/** Builds a managed principal (operator token or service principal) as a resource. */
 export function principalResource(target: {
   id: string;
   kind: "operator" | "service";
@@ -173,7 +173,7 @@ export function principalResource(target: {
   };
 }
 
-/** A resource of a type with only `env` and `tenant` (environments, tenants, audit logs, policies, the system). */
+/** Builds a resource of a type with only `env` and `tenant` (environments, tenants, audit logs, policies, the system). */
 export function scopeResource(
   type: Exclude<ResourceType, "Key" | "KeyVersion" | "Principal">,
   scope: { environment: string | null; tenant: string | null },

@@ -30,9 +30,9 @@ export interface ExplainDeps {
 }
 
 /**
- * Decides a described request against the policies in effect, without acting on it, and says
- * which policies decided it. The principal and the resource are read from storage as they are
- * now, so the answer is what a request of that principal would get.
+ * Decides a described request against the policies in effect, without acting on it, and returns
+ * the policies that decided it. The principal and the resource are read from storage as they are
+ * now, so the result is what a request of that principal would get.
  */
 export async function explainRequest(deps: ExplainDeps, input: ExplainInput): Promise<Explanation> {
   if (!isActionName(input.action)) {

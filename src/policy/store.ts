@@ -26,7 +26,7 @@ export const POLICY_CHANGED_TOPIC = "policy.changed";
 /** Largest policy document, in bytes of UTF-8. */
 export const MAX_POLICY_BYTES = 65_536;
 
-/** Longest break-glass grant: one day, in milliseconds. */
+/** Maximum lifetime of a break-glass grant: one day, in milliseconds. */
 export const MAX_BREAK_GLASS_TTL_MS = 24 * 60 * 60_000;
 
 const ROLE_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;

@@ -341,6 +341,35 @@ for (const dialect of dialects) {
       assert.ok(establishes);
     });
 
+    test("a proof after retention verifies against the pruned prefix", async () => {
+      await writer.write(event({ type: "sys.initialized", details: { rootVersion: 1 } }));
+      await writeMany(40);
+      await checkpointer.checkpoint();
+      const retention = createRetention({
+        storage: h.storage,
+        store,
+        clock: h.clock,
+        exporters: () => [],
+      });
+      const pruneTo = (await store.latestCheckpoint())!.treeSize;
+      // The root's record is pruned, so the proof starts from a key version instead.
+      await tree.createKey("prod");
+      const key = await tree.createKey("prod/app:encrypt");
+      await retention.prune(pruneTo);
+      await writeMany(10);
+      await checkpointer.checkpoint();
+      const master = await tree.resolveKey("prod");
+      const trace = await traceSubject(store, `${key.id}@1`);
+      assert.deepEqual(
+        trace.steps.map((s) => s.ref),
+        ["root@1", `${master.id}@1`, `${key.id}@1`],
+      );
+      await assert.rejects(buildProof(store, trace), { code: "AUDIT_PROOF_UNAVAILABLE" });
+      const masterTrace = { ...trace, subject: `${key.id}@1`, steps: trace.steps.slice(1) };
+      const proof = await buildProof(store, masterTrace);
+      assert.ok(proof.entries.every((entry) => entry.leafIndex >= pruneTo));
+    });
+
     test("completeness matches issuances and their records", async () => {
       await tree.createKey("prod");
       const key = await tree.createKey("prod/app:encrypt");

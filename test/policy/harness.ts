@@ -60,9 +60,7 @@ export interface PolicyHarness {
     headers?: Record<string, string>,
   ): Promise<LightMyRequestResponse>;
   /** Audit events of one type, read from the durable log. */
-  events(
-    type: string,
-  ): Promise<
+  events(type: string): Promise<
     Array<{
       outcome: string;
       principal: string;

@@ -14,7 +14,7 @@ import {
 
 const PLAINTEXT = Buffer.from("card 4111").toString("base64");
 
-/** The error body without the request id, with `reference` replaced, for comparing two answers. */
+/** The error body without the request id, with `reference` replaced, for comparing two responses. */
 function errorShape(response: LightMyRequestResponse, reference: string) {
   const { error } = response.json<{ error: Record<string, unknown> }>();
   const { requestId: _requestId, ...rest } = error;

@@ -45,7 +45,7 @@ const STORED = [
 
 const engines = new Map<string, PolicyEngine>();
 
-/** One engine per combination of stored policies, built once; the cache is off. */
+/** Returns the engine of a combination of stored policies, built once and without a cache. */
 function engineWith(stored: readonly number[]): PolicyEngine {
   const id = stored.join(",");
   let engine = engines.get(id);
@@ -157,7 +157,7 @@ function own(principal: PrincipalFacts) {
   return { env: principal.environment ?? "*", tenant: principal.tenant ?? "*" };
 }
 
-/** The break-glass rule: unexpired, for the resource's environment, and its tenant or every tenant. */
+/** Checks the break-glass rule: unexpired, for the resource's environment, and its tenant or every tenant. */
 function covers(grant: BreakGlassFacts | null, resource: ResourceFacts): boolean {
   if (grant === null || grant.expiresAt <= NOW) return false;
   return (

@@ -12,9 +12,9 @@ import {
   type StoredCheckpoint,
   type StoredRecord,
 } from "../../audit/log-store.ts";
-import { verifyProofFile } from "../../audit/proof.ts";
 import { parseRecord } from "../../audit/record.ts";
-import type { ProofFile, Trace } from "../../audit/trace.ts";
+import { verifyProofFile, type ProofFile } from "../../audit/proof.ts";
+import type { Trace } from "../../audit/trace.ts";
 import { verifyAuditLog, type VerifyReport } from "../../audit/verify.ts";
 import { openSqliteReadOnly } from "../../storage/sqlite.ts";
 import type { ArborClient } from "../client.ts";
