@@ -102,7 +102,7 @@ for (const dialect of dialects) {
       assert.deepEqual(live.map((r) => r.id).sort(), ids);
     });
 
-    test("invalid event fails its whole batch", async () => {
+    test("a failed batch releases no credential", async () => {
       const countBefore = (await h.storage.db.selectFrom("audit_events").select("seq").execute())
         .length;
       const writer = createSqlAuditWriter(new GroupCommitter(h.storage));

@@ -65,7 +65,7 @@ void describe("loadConfig defaults", () => {
       allowInsecureListen: false,
       storage: { kind: "sqlite", path: "./arbor.db" },
       root: { provider: "sealed", shares: 5, threshold: 3 },
-      audit: { exporters: [] },
+      audit: { exporters: [], checkpointRecords: 1000, checkpointIntervalMs: 60_000 },
       limits: {
         maxPayloadBytes: 1_048_576,
         maxBodyBytes: 2_097_152,
@@ -94,6 +94,8 @@ root: { provider: sealed, shares: 7, threshold: 4 }
 audit:
   exporters:
     - { type: file, name: local, path: /var/log/arbor/audit.jsonl }
+  checkpoint_records: 500
+  checkpoint_interval: 30s
 limits:
   max_payload_bytes: 2048
   max_body_bytes: 4096
@@ -121,6 +123,8 @@ log_level: debug
             maxFiles: 10,
           },
         ],
+        checkpointRecords: 500,
+        checkpointIntervalMs: 30_000,
       },
       limits: {
         maxPayloadBytes: 2048,
