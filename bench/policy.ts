@@ -322,6 +322,15 @@ async function load(options: autocannon.Options): Promise<Measured> {
   };
 }
 
+function mean(first: Measured, second: Measured): Measured {
+  return {
+    rps: (first.rps + second.rps) / 2,
+    p50: (first.p50 + second.p50) / 2,
+    p99: (first.p99 + second.p99) / 2,
+    total: first.total + second.total,
+  };
+}
+
 function httpLoads(served: Served) {
   const json = (token: string) => ({
     authorization: `Bearer ${token}`,
@@ -384,15 +393,20 @@ async function main(): Promise<void> {
     );
     console.log("|---|---:|---:|---:|---:|---:|");
     for (const name of Object.keys(cedarLoads) as Array<keyof typeof cedarLoads>) {
-      // Alternating runs, so drift of the machine affects both sides alike.
-      const withCedar = await cedarLoads[name]();
-      const withAllowAll = await allowLoads[name]();
+      // Runs in the order Cedar, allow-all, allow-all, Cedar, so that drift of the machine
+      // during the runs affects both sides alike; each side reports the mean of its two runs.
+      const cedarFirst = await cedarLoads[name]();
+      const allowFirst = await allowLoads[name]();
+      const allowSecond = await allowLoads[name]();
+      const cedarSecond = await cedarLoads[name]();
+      const withCedar = mean(cedarFirst, cedarSecond);
+      const withAllowAll = mean(allowFirst, allowSecond);
       console.log(
         `| ${name} | ${formatNumber(withCedar.rps)} | ${formatNumber(withAllowAll.rps)} | ${(withCedar.rps / withAllowAll.rps).toFixed(3)} | ${withCedar.p50} / ${withCedar.p99} | ${withAllowAll.p50} / ${withAllowAll.p99} |`,
       );
     }
     console.log(
-      `\nkeep-alive, ${durationSeconds} s per run after a 2 s warm-up, every answer 2xx. ` +
+      `\nkeep-alive, two runs of ${durationSeconds} s per side after a 2 s warm-up each, every response 2xx. ` +
         "Both servers run at once on the same machine as the load generator; only the one under load is busy.",
     );
   } finally {

@@ -9,7 +9,7 @@ declare module "fastify" {
   interface FastifyRequest {
     /**
      * Decides the request again on the resource the route resolved (a key, a principal), with the
-     * route's action. The route maps a denial to its own answer: a key or principal it may not
+     * route's action. The route maps a denial to its own response: a key or principal it may not
      * see is "not found". A use of a break-glass grant is audited before this resolves.
      */
     decide(target: AuthorizationTarget): Promise<AuthorizationDecision>;
@@ -78,7 +78,7 @@ export function registerAuthorization(
 const auditedBreakGlass = new WeakMap<FastifyRequest, Set<string>>();
 
 /**
- * The second authorization decision, on the resolved resource. A denial is noted for the route's
+ * Makes the second authorization decision, on the resolved resource. A denial is noted for the route's
  * failure event (never sent to the client). A use of a break-glass grant writes an
  * `authz.break_glass` event, durably, before the route may act on the resource.
  */

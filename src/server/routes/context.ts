@@ -36,9 +36,9 @@ export function scopeOf(principal: Principal): KeyScope {
 }
 
 /**
- * The scope of a request's key look-ups, carrying the second authorization decision: the key
- * tree of the composition root decides each key it resolves with the request's action (on the
- * given version, for the version routes) and treats a denied key as not found.
+ * Builds the scope of a request's key look-ups, which carries the second authorization decision.
+ * The key tree of the composition root decides each key it resolves with the request's action (on
+ * the given version, for the version routes) and treats a denied key as not found.
  */
 export function keyScopeOf(request: FastifyRequest, version?: number): DecidedKeyScope {
   return {

@@ -303,7 +303,7 @@ function versionSummary(verb: "disable" | "enable" | "revoke"): string {
 /**
  * Rejects a new key the caller may not create with 403 FORBIDDEN: the authorizer decides on the
  * key the path names, and a path outside the caller's scope needs a break-glass grant. Both depend
- * only on the path text and the caller, so the answer reveals nothing about keys in other scopes
+ * only on the path text and the caller, so the response reveals nothing about keys in other scopes
  * (unlike a response that depended on whether the parent exists).
  */
 async function requireCreatable(
@@ -343,7 +343,7 @@ function outsideScope(pathText: string, scope: KeyScope): ArborError {
   );
 }
 
-/** The facts of a key that does not exist yet, for the decision on creating it. */
+/** Builds the facts of a key that does not exist yet, for the decision on creating it. */
 function newKeyFacts(path: KeyPath, pathText: string) {
   return {
     id: null,

@@ -162,7 +162,7 @@ export function registerOperatorTokenRoutes(
       audit.note(request, { credentialId: request.params.id });
       const actor = operatorOf(request.principal);
       // A token a policy keeps from the caller is "not found", like one outside its scope; any
-      // other case is left to the token service, which answers the same for those.
+      // other case is left to the token service, which returns the same error for those.
       const row = await deps.storage.operatorTokens.findById(request.params.id);
       if (row !== undefined && isWithinScope(actor, row)) {
         const decision = await request.decide({

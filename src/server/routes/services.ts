@@ -84,7 +84,7 @@ export function registerServiceRoutes(
   const principals = tokens.principals;
 
   /**
-   * Reads a service principal inside the caller's scope and decides the request on it; a
+   * Reads a service principal inside the caller's scope and decides the request on it. A
    * principal a policy keeps from the caller is "not found", exactly like one outside its scope.
    */
   async function authorizedPrincipal(request: FastifyRequest, id: string) {
