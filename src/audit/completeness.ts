@@ -41,10 +41,11 @@ export async function checkCompleteness(db: Kysely<Database>): Promise<Completen
   let missingQuery = db
     .selectFrom("issuances as i")
     .select("i.id")
-    .where(({ not, exists, selectFrom }) =>
-      not(
-        exists(
-          selectFrom("audit_events as e")
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom("audit_events as e")
             .select("e.seq")
             .whereRef("e.credential_id", "=", "i.id")
             .where("e.type", "in", types)
@@ -60,10 +61,10 @@ export async function checkCompleteness(db: Kysely<Database>): Promise<Completen
     .select("e.credential_id")
     .where("e.type", "in", types)
     .where("e.outcome", "=", "success")
-    .where(({ not, exists, selectFrom }) =>
-      not(
-        exists(
-          selectFrom("issuances as i").select("i.id").whereRef("i.id", "=", "e.credential_id"),
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb.selectFrom("issuances as i").select("i.id").whereRef("i.id", "=", "e.credential_id"),
         ),
       ),
     )

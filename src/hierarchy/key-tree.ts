@@ -5,7 +5,7 @@ import { ArborError, invalidArgument, quote } from "../errors/index.ts";
 import { constraintViolation } from "../storage/errors.ts";
 import type { KeyRow } from "../storage/repositories/keys.ts";
 import type { KeyVersionRow } from "../storage/repositories/key-versions.ts";
-import type { Database, Executor, KeyAlgorithm, KeyPurpose } from "../storage/schema.ts";
+import type { Database, KeyAlgorithm, KeyPurpose } from "../storage/schema.ts";
 import type { KeyFilter } from "../storage/repositories/keys.ts";
 import { createMaterialResolver } from "./material.ts";
 import {

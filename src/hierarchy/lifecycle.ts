@@ -3,7 +3,7 @@ import type { Transaction } from "kysely";
 import { ArborError, invalidArgument } from "../errors/index.ts";
 import { constraintViolation } from "../storage/errors.ts";
 import type { KeyRow } from "../storage/repositories/keys.ts";
-import type { Database, Executor, VersionState } from "../storage/schema.ts";
+import type { Database, VersionState } from "../storage/schema.ts";
 import type { ServicePurpose } from "./paths.ts";
 import type { ParentVersion, createVersionSealer } from "./sealing.ts";
 import type { KeyChange, KeyTreeDeps, RotateOptions, VersionInfo } from "./types.ts";
@@ -101,7 +101,11 @@ export function createVersionLifecycle(deps: LifecycleDeps) {
   }
 
   /** The current primary becomes active; a `sign` version gets the moment it leaves the JWKS. */
-  async function demotePrimary(key: KeyRow, now: number, trx: Transaction<Database>): Promise<void> {
+  async function demotePrimary(
+    key: KeyRow,
+    now: number,
+    trx: Transaction<Database>,
+  ): Promise<void> {
     const current = await storage.versions.primary(key.id, trx);
     if (current === undefined) return;
 

@@ -4,7 +4,6 @@ import type { Clock } from "../clock.ts";
 import type { RootProvider } from "../root/types.ts";
 import type {
   Database,
-  Executor,
   KeyAlgorithm,
   KeyKind,
   KeyMode,

@@ -29,7 +29,11 @@ async function tableHashes(h: ComposedServer): Promise<Map<number, string>> {
   return new Map(rows.map((row) => [Number(row.seq), row.hash ?? ""]));
 }
 
-async function until(what: string, check: () => Promise<boolean>, ms = 60_000): Promise<void> {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 60_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
@@ -92,14 +96,14 @@ describe("exporters against the real log", () => {
       await h.call("POST", `/v1/keys/${keyParam("live/app:encrypt")}/data-key`, {});
     }
     const table = await tableHashes(h);
-    await until("the receiver has every record", async () => {
+    await until("the receiver has every record", () => {
       for (const seq of table.keys()) if (!seen.has(seq)) return false;
       return true;
     });
     for (const [seq, hash] of table) assert.equal(seen.get(seq), hash, `record ${seq}`);
 
     // The file exporter, never down, holds the same records, each line the stored JSON.
-    await until("the file has every record", async () => {
+    await until("the file has every record", () => {
       const lines = readFileSync(join(dir, "audit.jsonl"), "utf8").trim().split("\n");
       return lines.length >= table.size;
     });

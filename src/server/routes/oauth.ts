@@ -399,8 +399,7 @@ async function authenticateClient(
     const presented = { kind: "client-secret", value: credentials.clientSecret };
     if (asRejection) {
       await ctx.audit.rejection(request, "auth.failed", "UNAUTHENTICATED", details, presented);
-    }
-    else ctx.audit.note(request, { details });
+    } else ctx.audit.note(request, { details });
     throw error;
   }
 }
