@@ -73,20 +73,14 @@ await applyDocument(client, await readHierarchyFile(hierarchyFile), false);
 // bench/tokens-audit.ts counts the stored events after each run to check the swap took effect.
 if (values.audit === "off") running.deps.audit = noopAuditWriter;
 
-// Counts write transactions and the time spent in them. The group committer looks up
-// `storage.write` on the shared storage object for every batch, so the wrapper sees its batches.
+// Counts write transactions. The group committer looks up `storage.write` on the shared storage
+// object for every batch, so the wrapper sees its batches.
 const storage = running.deps.storage;
 const writeTransaction = storage.write.bind(storage);
 let transactions = 0;
-let transactionMs = 0;
-(storage as { write: Storage["write"] }).write = async (work) => {
+(storage as { write: Storage["write"] }).write = (work) => {
   transactions += 1;
-  const start = performance.now();
-  try {
-    return await writeTransaction(work);
-  } finally {
-    transactionMs += performance.now() - start;
-  }
+  return writeTransaction(work);
 };
 
 process.stdout.write(
@@ -99,7 +93,7 @@ process.stdout.write(
 process.on("message", (message) => {
   if (message !== "usage") return;
   const { active } = performance.eventLoopUtilization();
-  process.send?.({ cpu: process.cpuUsage(), loopActiveMs: active, transactions, transactionMs });
+  process.send?.({ cpu: process.cpuUsage(), loopActiveMs: active, transactions });
 });
 
 process.once("SIGTERM", () => {

@@ -14,8 +14,7 @@
 //
 // Besides rate and latency, each row gives the server's CPU time per token, the time its event
 // loop was busy per token (CPU work plus synchronous waits, such as the fsync inside a commit
-// with better-sqlite3), the time inside write transactions per token and the tokens per write
-// transaction (the group commit batch size). After each run the script counts the stored
+// with better-sqlite3) and the tokens per write transaction (the group commit batch size). After each run the script counts the stored
 // `token.issued` events and fails unless audit on stored one per token and audit off none.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -67,8 +66,6 @@ interface Run {
   loopMsPerToken: number;
   /** Tokens per write transaction (group commit batch) of the measured pass; null without any. */
   tokensPerTransaction: number | null;
-  /** Time inside write transactions per token of the measured pass, in milliseconds. */
-  transactionMsPerToken: number;
   loadAverage: number;
 }
 
@@ -77,7 +74,6 @@ interface ServerUsage {
   cpuMs: number;
   loopActiveMs: number;
   transactions: number;
-  transactionMs: number;
 }
 
 interface BenchServer {
@@ -218,7 +214,6 @@ async function measure(mode: AuditMode, round: number): Promise<Run> {
       cpuMsPerToken: (usageAfter.cpuMs - usageBefore.cpuMs) / result["2xx"],
       loopMsPerToken: (usageAfter.loopActiveMs - usageBefore.loopActiveMs) / result["2xx"],
       tokensPerTransaction: transactions === 0 ? null : result["2xx"] / transactions,
-      transactionMsPerToken: (usageAfter.transactionMs - usageBefore.transactionMs) / result["2xx"],
       loadAverage,
     };
   } finally {
@@ -257,7 +252,7 @@ for (let round = 1; round <= rounds; round++) {
 
 console.log(
   "| round | audit | tokens/s | p50 ms | p99 ms | server CPU ms/token | loop busy ms/token | " +
-    "transaction ms/token | tokens/transaction | token.issued events | load average |",
+    "tokens/transaction | token.issued events | load average |",
 );
 console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const run of runs) {
@@ -266,7 +261,7 @@ for (const run of runs) {
   console.log(
     `| ${run.round} | ${run.mode} | ${formatNumber(run.rps)} | ${formatNumber(run.p50, 1)} | ` +
       `${formatNumber(run.p99, 1)} | ${formatNumber(run.cpuMsPerToken, 3)} | ` +
-      `${formatNumber(run.loopMsPerToken, 3)} | ${formatNumber(run.transactionMsPerToken, 3)} | ` +
+      `${formatNumber(run.loopMsPerToken, 3)} | ` +
       `${perTransaction} | ${formatNumber(run.events)} | ${run.loadAverage.toFixed(2)} |`,
   );
 }

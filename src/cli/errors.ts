@@ -20,6 +20,7 @@ export type CliErrorCode =
   | "CANCELLED"
   | "AUDIT_DAMAGED"
   | "PROOF_INVALID"
+  | "TEST_FAILED"
   | "UNEXPECTED";
 
 export interface CliErrorOptions {
@@ -130,6 +131,12 @@ export function hintFor(code: string, context: HintContext): string | undefined 
     case "STORAGE_UNAVAILABLE":
     case "AUDIT_UNAVAILABLE":
       return "the server cannot reach a dependency; check its log and retry";
+    case "INVALID_POLICY":
+      return "run `arbor policy test` on the file first; the message names the line and the schema rule";
+    case "AUDIT_PROOF_UNAVAILABLE":
+      return "run `arbor audit checkpoint`, then ask for the proof again";
+    case "AUDIT_EXPORT_PENDING":
+      return "wait for the exporter to catch up (see arbor_audit_export_lag_records), or prune less";
     case "INTERNAL":
     case "STORED_KEY_CORRUPT":
       return context.requestId === undefined

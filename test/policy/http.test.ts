@@ -170,7 +170,10 @@ when { resource.tenant == "acme" };`,
     const after = (await harness.events("policy.changed")).filter(
       (e) => e.details.name === "audited",
     );
-    assert.equal(after.length, 1, "an unchanged apply writes no change event");
+    // The request is recorded, as every request is, but as no change.
+    assert.equal(after.length, 2);
+    assert.equal(after[1]!.details.changed, false);
+    assert.equal(after[1]!.details.version, undefined, "an unchanged apply stores no version");
   });
 
   test("invalid policy is rejected and audited", async () => {

@@ -185,13 +185,11 @@ export function registerPolicyRoutes(
       const outcome = await store.apply(request.principal, name, request.body.policy, {
         dryRun: request.body.dryRun === true,
       });
-      if (outcome.changed && !outcome.dryRun) {
-        // The event was written in the change's transaction; this only settles the request.
-        await audit.success(request);
-      } else {
-        // Nothing changed, so there is no change to record.
-        request.auditState.settled = true;
-      }
+      // A change's record was written in its transaction, and `success` then only settles the
+      // request. A dry run or an unchanged document still leaves a record of the request.
+      await audit.success(request, {
+        details: { changed: outcome.changed, dryRun: outcome.dryRun },
+      });
       return { ...versionView(outcome.policy), changed: outcome.changed, dryRun: outcome.dryRun };
     },
   );
