@@ -64,8 +64,9 @@ function measureSync(operation: () => void) {
 }
 
 /**
- * An event of the size the envelope and token routes write (about 670 bytes of canonical JSON).
- * Not an issuance, so the writer adds no `issuances` row and the figures are audit appends alone.
+ * Returns an event of the size the envelope and token routes write (about 670 bytes of canonical
+ * JSON). It is not an issuance, so the writer adds no `issuances` row and the figures are audit
+ * appends alone.
  */
 function sampleEvent(n: number): AuditEvent {
   return {
@@ -95,7 +96,7 @@ function sampleEvent(n: number): AuditEvent {
   };
 }
 
-/** Opens a migrated Arbor database, then a raw better-sqlite3 connection to it with Arbor's pragmas. */
+/** Migrates a new Arbor database and opens a raw better-sqlite3 connection with Arbor's pragmas. */
 async function openRaw(file: string): Promise<Sqlite.Database> {
   const storage = await openStorage({ kind: "sqlite", path: file });
   await storage.close();
@@ -111,8 +112,9 @@ async function openRaw(file: string): Promise<Sqlite.Database> {
  */
 function rawInsert(raw: Sqlite.Database) {
   const insert = raw.prepare(
-    `insert into audit_events (seq, type, outcome, at, principal_type, principal_id, source_address,
-       request_id, key_id, key_version, credential_id, chain, error_code, details, prev_hash, hash, record)
+    `insert into audit_events (seq, type, outcome, at, principal_type, principal_id,
+       source_address, request_id, key_id, key_version, credential_id, chain, error_code, details,
+       prev_hash, hash, record)
      values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const event = sampleEvent(0);

@@ -12,10 +12,11 @@
 // shares the machine's cores with the server. `--cpu-prof DIR` writes V8 CPU profiles of every
 // server process to DIR/audit-on and DIR/audit-off.
 //
-// Besides rate and latency, each row gives the server's CPU time per token, the time its event
-// loop was busy per token (CPU work plus synchronous waits, such as the fsync inside a commit
-// with better-sqlite3) and the tokens per write transaction (the group commit batch size). After each run the script counts the stored
-// `token.issued` events and fails unless audit on stored one per token and audit off none.
+// Besides rate and latency, each row gives the server's CPU time per token and the time its event
+// loop was busy per token. Busy time is CPU work plus synchronous waits, such as the fsync inside
+// a commit with better-sqlite3. The last columns give the tokens per write transaction (the group
+// commit batch size) and the stored `token.issued` events. After each run the script counts those
+// events and fails unless audit on stored one per token and audit off none.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -56,8 +57,8 @@ interface Run {
   rps: number;
   p50: number;
   p99: number;
-  /** 2xx answers of the warm-up and the measured pass together. */
-  answered: number;
+  /** Tokens issued (2xx responses) in the warm-up and the measured pass together. */
+  issued: number;
   /** `token.issued` events in the database after the server stopped. */
   events: number;
   /** Server CPU time (user and system) per token of the measured pass, in milliseconds. */
@@ -69,7 +70,7 @@ interface Run {
   loadAverage: number;
 }
 
-/** The server's CPU time, event loop busy time and write transactions so far; times in milliseconds. */
+/** The server's CPU time and event loop busy time in milliseconds, and its write transactions. */
 interface ServerUsage {
   cpuMs: number;
   loopActiveMs: number;
@@ -201,15 +202,15 @@ async function measure(mode: AuditMode, round: number): Promise<Run> {
 
     stopped = true;
     const events = await server.stop();
-    const answered = warmup["2xx"] + result["2xx"];
-    checkEvents(mode, answered, events);
+    const issued = warmup["2xx"] + result["2xx"];
+    checkEvents(mode, issued, events);
     return {
       mode,
       round,
       rps: result.requests.average,
       p50: result.latency.p50,
       p99: result.latency.p99,
-      answered,
+      issued,
       events,
       cpuMsPerToken: (usageAfter.cpuMs - usageBefore.cpuMs) / result["2xx"],
       loopMsPerToken: (usageAfter.loopActiveMs - usageBefore.loopActiveMs) / result["2xx"],
@@ -222,14 +223,13 @@ async function measure(mode: AuditMode, round: number): Promise<Run> {
 }
 
 /**
- * Checks that the run measured what it claims: with audit on every token answered has its event
- * (a few more can exist for requests autocannon abandoned at the end), with audit off none does.
+ * Checks that the run measured what it claims. With audit on, every issued token has its event,
+ * and a few more can exist for requests that autocannon abandoned at the end. With audit off, no
+ * token has one.
  */
-function checkEvents(mode: AuditMode, answered: number, events: number): void {
-  if (mode === "on" && (events < answered || events > answered + 2 * connections)) {
-    throw new Error(
-      `audit on: ${answered} tokens answered but ${events} token.issued events stored`,
-    );
+function checkEvents(mode: AuditMode, issued: number, events: number): void {
+  if (mode === "on" && (events < issued || events > issued + 2 * connections)) {
+    throw new Error(`audit on: ${issued} tokens issued but ${events} token.issued events stored`);
   }
   if (mode === "off" && events !== 0) {
     throw new Error(
@@ -254,7 +254,7 @@ console.log(
   "| round | audit | tokens/s | p50 ms | p99 ms | server CPU ms/token | loop busy ms/token | " +
     "tokens/transaction | token.issued events | load average |",
 );
-console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+console.log("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const run of runs) {
   const perTransaction =
     run.tokensPerTransaction === null ? "-" : formatNumber(run.tokensPerTransaction, 1);

@@ -93,14 +93,14 @@ const staged = new WeakMap<Transaction<Database>, StagedRows>();
 
 /**
  * Rows per insert statement. Each distinct row count is another SQL text in the SQLite statement
- * cache, so the count is capped. Batches larger than this still need few statements.
+ * cache, so the count is capped. A batch of n events takes ceil(n / 16) statements per table.
  */
 const ROWS_PER_INSERT = 16;
 
 /**
- * Chains the event as {@link insertEvent} does, but only stages its rows; {@link insertStagedEvents}
- * inserts them, and must run in the same transaction before it commits. The chain tail advances
- * at once, so the next event staged in the transaction follows this one.
+ * Chains the event as {@link insertEvent} does, but only stages its rows. They are inserted by
+ * {@link insertStagedEvents}, which must run in the same transaction before it commits. The chain
+ * tail advances at once, so the next event staged in the transaction follows this one.
  */
 async function stageEvent(trx: Transaction<Database>, input: AuditEvent): Promise<void> {
   if (!trx.isTransaction) {
