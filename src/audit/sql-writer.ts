@@ -21,6 +21,8 @@ export interface SqlAuditWriter extends AuditWriter {
 export interface SqlAuditWriterOptions {
   /** Called after each group commit that wrote events: wakes exporters and the checkpointer. */
   onCommitted?: () => void;
+  /** Called once when the newest records were removed or changed under the writer. */
+  onTamper?: (message: string) => void;
 }
 
 /**
@@ -32,16 +34,41 @@ export function createSqlAuditWriter(
   committer: GroupCommitter,
   options: SqlAuditWriterOptions = {},
 ): SqlAuditWriter {
+  // The newest record this writer committed. Records are only ever appended, so a table whose
+  // newest record is older, or differs at the same sequence number, was changed outside Arbor:
+  // the writer then refuses every write (fails closed) instead of filling the gap.
+  let head: ChainTail | null = null;
+  let tampered: string | null = null;
+
+  function checkHead(found: ChainTail): void {
+    if (tampered === null && head !== null) {
+      if (found.seq < head.seq || (found.seq === head.seq && found.hash !== head.hash)) {
+        tampered =
+          `the newest audit records were removed or changed outside Arbor: this server wrote record ` +
+          `${head.seq}, and the log now ends at ${found.seq}${found.seq === head.seq ? " with another hash" : ""}. ` +
+          "No audit record is written until the server restarts; run `arbor audit verify`";
+        options.onTamper?.(tampered);
+      }
+    }
+    if (tampered !== null) throw new Error(tampered);
+  }
+
   return {
     async write(event) {
       // Checked before queueing, so a malformed issuance event fails alone instead of failing the batch it would join.
       requireIssuanceFields(event);
+      let batch: Transaction<Database> | undefined;
       try {
         // Rows are staged per event and inserted together when the batch is complete.
-        await committer.submit((trx) => stageEvent(trx, event), insertStagedEvents);
+        await committer.submit((trx) => {
+          batch = trx;
+          return stageEvent(trx, event, checkHead);
+        }, insertStagedEvents);
       } catch (error) {
         throw auditUnavailable(error);
       }
+      const committed = batch === undefined ? undefined : tails.get(batch);
+      if (committed !== undefined && (head === null || committed.seq > head.seq)) head = committed;
       options.onCommitted?.();
     },
     async writeInTransaction(trx, event) {
@@ -102,14 +129,22 @@ const ROWS_PER_INSERT = 16;
  * {@link insertStagedEvents}, which must run in the same transaction before it commits. The chain
  * tail advances at once, so the next event staged in the transaction follows this one.
  */
-async function stageEvent(trx: Transaction<Database>, input: AuditEvent): Promise<void> {
+async function stageEvent(
+  trx: Transaction<Database>,
+  input: AuditEvent,
+  checkTail?: (tail: ChainTail) => void,
+): Promise<void> {
   if (!trx.isTransaction) {
     throw new Error("audit events are chained inside a write transaction; none is open");
   }
   // A secret a caller pasted where an id belongs never reaches the permanent log.
   const event = redactSecrets(input);
   const kind = requireIssuanceFields(event);
-  const tail = tails.get(trx) ?? (await readTail(trx));
+  let tail = tails.get(trx);
+  if (tail === undefined) {
+    tail = await readTail(trx);
+    checkTail?.(tail);
+  }
   const { record, canonical, hash } = chainRecord(event, tail);
 
   let rows = staged.get(trx);

@@ -94,6 +94,7 @@ export async function startArbor(
       metrics: metrics.exportMetrics,
     });
     const audit = createSqlAuditWriter(new GroupCommitter(storage), {
+      onTamper: (message) => logger.error({ alert: "audit_tampered" }, message),
       onCommitted: () => {
         checkpointer.noteCommitted();
         exporters.wake();

@@ -93,6 +93,30 @@ for (const dialect of dialects) {
       assert.equal(report.records, 300);
     });
 
+    test("a removed newest record stops the writer", async () => {
+      const alerts: string[] = [];
+      const guarded = createSqlAuditWriter(new GroupCommitter(h.storage), {
+        onTamper: (message) => alerts.push(message),
+      });
+      for (let i = 0; i < 3; i++) await guarded.write(event({ requestId: `req-${i}` }));
+      await h.storage.db.deleteFrom("audit_events").where("seq", "=", 3).execute();
+      await assert.rejects(guarded.write(event()), { code: "AUDIT_UNAVAILABLE" });
+      await assert.rejects(guarded.write(event()), { code: "AUDIT_UNAVAILABLE" });
+      assert.equal(alerts.length, 1);
+      assert.match(alerts[0]!, /wrote record 3, and the log now ends at 2/);
+      const rows = await store.records(0, 10);
+      assert.equal(rows.length, 2, "the gap was not filled");
+    });
+
+    test("a changed newest record stops the writer", async () => {
+      const guarded = createSqlAuditWriter(new GroupCommitter(h.storage));
+      for (let i = 0; i < 3; i++) await guarded.write(event({ requestId: `req-${i}` }));
+      await sql`update audit_events set hash = ${"ab".repeat(32)} where seq = 3`.execute(
+        h.storage.db,
+      );
+      await assert.rejects(guarded.write(event()), { code: "AUDIT_UNAVAILABLE" });
+    });
+
     test("checkpoints are signed, chained and verified", async () => {
       await writeMany(10);
       const first = await checkpointer.checkpoint();
@@ -141,8 +165,10 @@ for (const dialect of dialects) {
         await edit.execute(h.storage.db);
         const report = await verify();
         assert.deepEqual([report.damage?.kind, report.damage?.seq], ["modified", index + 2]);
-        // Put the row back from its record so the next edit is the only damage.
+        // Start a fresh log, so the next edit is the only damage. A new writer is needed: the
+        // old one refuses to write after its records disappeared.
         await sql`delete from audit_events`.execute(h.storage.db);
+        writer = createSqlAuditWriter(new GroupCommitter(h.storage));
         await writeMany(6);
       }
     });
