@@ -28,6 +28,10 @@ export interface VerifyReport {
   checkpointsVerified: number;
   /** The newest checkpoint covering the log, if any. */
   latestCheckpoint: number | null;
+  /** Records 1 to this number were pruned by retention; null when none were. */
+  prunedThrough: number | null;
+  /** Records after the newest checkpoint: chained, but not yet covered by a signature. */
+  unsignedRecords: number;
   damage: Damage | null;
 }
 
@@ -59,6 +63,8 @@ export async function verifyAuditLog(
     lastSeq: null,
     checkpointsVerified: 0,
     latestCheckpoint: null,
+    prunedThrough: null,
+    unsignedRecords: 0,
     damage: null,
   };
   const fail = (kind: DamageKind, seq: number, message: string): VerifyReport => {
@@ -192,6 +198,7 @@ export async function verifyAuditLog(
     report.checkpointsVerified++;
   }
 
+  let prunedRecorded = false;
   for (;;) {
     const page = await reader.records(expected - 1, pageSize);
     if (page.length === 0) break;
@@ -207,6 +214,10 @@ export async function verifyAuditLog(
       frontier.append(Buffer.from(hash, "hex"));
       prevHash = hash;
       report.records++;
+      if (row.type === "audit.pruned" && anchor !== null) {
+        const through = parseRecord(row.record!).details.prunedThrough;
+        if (through === anchor.prunedThrough) prunedRecorded = true;
+      }
       report.firstSeq ??= row.seq;
       report.lastSeq = row.seq;
       expected = row.seq + 1;
@@ -227,6 +238,19 @@ export async function verifyAuditLog(
   }
 
   const lastSeq = expected - 1;
+  if (anchor !== null) {
+    report.prunedThrough = anchor.prunedThrough;
+    // Retention writes `audit.pruned` in the transaction that deletes the records; an anchor
+    // without it was made by hand, around Arbor.
+    if (!prunedRecorded) {
+      return fail(
+        "deleted",
+        1,
+        `records 1-${anchor.prunedThrough} were removed without the audit.pruned record that retention writes`,
+      );
+    }
+  }
+  report.unsignedRecords = lastSeq - (report.latestCheckpoint ?? anchor?.prunedThrough ?? 0);
   for (const [size, cover] of checkpoints) {
     if (size > lastSeq) {
       return fail(

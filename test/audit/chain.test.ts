@@ -9,6 +9,7 @@ import { GroupCommitter } from "../../src/audit/group-commit.ts";
 import { auditKeyChanges } from "../../src/audit/key-events.ts";
 import { createAuditLogStore, type AuditLogStore } from "../../src/audit/log-store.ts";
 import { verifyProofFile } from "../../src/audit/proof.ts";
+import { MerkleFrontier } from "../../src/audit/merkle.ts";
 import { createRetention } from "../../src/audit/retention.ts";
 import { createSqlAuditWriter, type SqlAuditWriter } from "../../src/audit/sql-writer.ts";
 import { buildProof, establishes, traceSubject } from "../../src/audit/trace.ts";
@@ -280,6 +281,29 @@ for (const dialect of dialects) {
       // Damage after pruning is still caught.
       await h.storage.db.deleteFrom("audit_events").where("seq", "=", 60).execute();
       assert.equal((await verify()).damage?.kind, "deleted");
+    });
+
+    test("a prefix removed around retention is reported as deleted", async () => {
+      await writeMany(12);
+      await checkpointer.checkpoint();
+      await writeMany(3);
+      // Forge what retention leaves behind, without its audit.pruned record.
+      const frontier = new MerkleFrontier();
+      const hashes = await store.hashes(0, 12);
+      for (const { hash } of hashes) frontier.append(Buffer.from(hash, "hex"));
+      await h.storage.db
+        .insertInto("audit_anchor")
+        .values({
+          id: 1,
+          pruned_through: 12,
+          last_hash: hashes.at(-1)!.hash,
+          frontier: JSON.stringify(frontier.toJSON()),
+          at: h.clock.now(),
+        })
+        .execute();
+      await h.storage.db.deleteFrom("audit_events").where("seq", "<=", 12).execute();
+      const report = await verify();
+      assert.deepEqual([report.damage?.kind, report.damage?.seq], ["deleted", 1]);
     });
 
     test("retention keeps what an exporter has not delivered", async () => {

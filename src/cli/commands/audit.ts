@@ -277,6 +277,16 @@ function describeVerify(report: VerifyReport, completeness: CompletenessReport |
     lines.push(
       `Audit log intact: ${report.records} records (${report.firstSeq ?? "-"}-${report.lastSeq ?? "-"}), ${report.checkpointsVerified} checkpoints verified.`,
     );
+    if (report.prunedThrough !== null) {
+      lines.push(
+        `Records 1-${report.prunedThrough} were pruned by retention; a signed checkpoint vouches for them.`,
+      );
+    }
+    if (report.unsignedRecords > 0) {
+      lines.push(
+        `The newest ${report.unsignedRecords} records are chained but not yet covered by a signed checkpoint; \`arbor audit checkpoint\` signs them.`,
+      );
+    }
   } else {
     const damage = report.damage!;
     lines.push(`Audit log DAMAGED at record ${damage.seq}: ${damage.kind}`, damage.message);
