@@ -12,7 +12,10 @@ export interface CompletenessReport {
   missingRecords: string[];
   /** Issuance records whose credential the issuing code never recorded (at most 20 listed). */
   unmatchedRecords: string[];
-  /** Issuances older than the retention anchor, whose records were pruned and are not counted. */
+  /**
+   * With retention, issuances at or before this time (just before the oldest remaining record)
+   * are not counted, because their records were pruned. Null without retention.
+   */
   prunedBefore: number | null;
   complete: boolean;
 }
@@ -24,8 +27,14 @@ export interface CompletenessReport {
  */
 export async function checkCompleteness(db: Kysely<Database>): Promise<CompletenessReport> {
   const types = Object.keys(ISSUANCE_KINDS);
-  const anchor = await db.selectFrom("audit_anchor").select("at").executeTakeFirst();
-  const since = anchor === undefined ? null : Number(anchor.at);
+  // After retention, credentials issued before the oldest remaining record had their records
+  // pruned; they are left out on both sides. Without an anchor, nothing is left out.
+  const anchor = await db.selectFrom("audit_anchor").select("pruned_through").executeTakeFirst();
+  const oldest =
+    anchor === undefined
+      ? undefined
+      : await db.selectFrom("audit_events").select("at").orderBy("seq").limit(1).executeTakeFirst();
+  const since = anchor === undefined ? null : oldest === undefined ? null : Number(oldest.at) - 1;
 
   let issuances = db.selectFrom("issuances");
   if (since !== null) issuances = issuances.where("issued_at", ">", since);

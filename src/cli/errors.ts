@@ -21,6 +21,7 @@ export type CliErrorCode =
   | "AUDIT_DAMAGED"
   | "PROOF_INVALID"
   | "TEST_FAILED"
+  | "KEY_MISMATCH"
   | "UNEXPECTED";
 
 export interface CliErrorOptions {

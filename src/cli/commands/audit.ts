@@ -3,7 +3,7 @@ import type { JsonWebKey } from "node:crypto";
 
 import type { Command } from "commander";
 
-import type { SignedCheckpoint } from "../../audit/checkpoint.ts";
+import { verifyCheckpoint, type SignedCheckpoint } from "../../audit/checkpoint.ts";
 import { checkCompleteness, type CompletenessReport } from "../../audit/completeness.ts";
 import {
   createAuditLogStore,
@@ -81,7 +81,9 @@ export function registerAuditCommands(program: Command): void {
     .option("--completeness", "also count issuances against their audit records")
     .action(async (options: VerifyOptions, command: Command) => {
       const { out, client } = contextOf(command);
-      const external = await Promise.all((options.checkpoint ?? []).map(readCheckpointFile));
+      const external = (
+        await Promise.all((options.checkpoint ?? []).map(readCheckpointFile))
+      ).flat();
       let report: VerifyReport;
       let completeness: CompletenessReport | null = null;
       if (options.db !== undefined) {
@@ -92,8 +94,10 @@ export function registerAuditCommands(program: Command): void {
           );
         }
         const publicKey = await readJwk(options.publicKey);
-        const db = openSqliteReadOnly(options.db);
+        const db = openDatabaseCopy(options.db);
         try {
+          await requireAuditTables(db, options.db);
+          await requireKeyMatches(createAuditLogStore(db), publicKey);
           report = await verifyAuditLog(createAuditLogStore(db), publicKey, {
             externalCheckpoints: external,
           });
@@ -114,6 +118,7 @@ export function registerAuditCommands(program: Command): void {
             "note: the checkpoint key was fetched from the server; pass --public-key to check against a key you hold",
           );
         }
+        await requireKeyMatches(httpReader(api), publicKey);
         report = await verifyAuditLog(httpReader(api), publicKey, {
           externalCheckpoints: external,
         });
@@ -337,6 +342,8 @@ async function readJwk(file: string): Promise<JsonWebKey> {
   try {
     const jwk = JSON.parse(text) as JsonWebKey;
     if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || typeof jwk.x !== "string") throw new Error();
+    // A public key is 32 bytes; a JWK with `d` is a private key that must not travel with proofs.
+    if (!/^[A-Za-z0-9_-]{43}$/.test(jwk.x) || "d" in jwk) throw new Error();
     return { kty: jwk.kty, crv: jwk.crv, x: jwk.x };
   } catch {
     throw usageError(
@@ -346,21 +353,96 @@ async function readJwk(file: string): Promise<JsonWebKey> {
   }
 }
 
-async function readCheckpointFile(file: string): Promise<SignedCheckpoint> {
+/**
+ * Reads checkpoints kept outside the database: a signed checkpoint (`{body, signature}`), a row
+ * of `GET /v1/audit/checkpoints` (`{signed}`), or an exporter's JSON lines, whose
+ * `audit.checkpoint` records carry the signed tree heads. Returns every checkpoint found.
+ */
+async function readCheckpointFile(file: string): Promise<SignedCheckpoint[]> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
     throw fileError(`reading the checkpoint ${file}`, error);
   }
-  try {
-    const parsed = JSON.parse(text) as SignedCheckpoint | { signed: string };
-    return "signed" in parsed && typeof parsed.signed === "string"
-      ? (JSON.parse(parsed.signed) as SignedCheckpoint)
-      : (parsed as SignedCheckpoint);
-  } catch {
-    throw usageError(`${file} is not a checkpoint: expected JSON with "body" and "signature"`);
+  const found: SignedCheckpoint[] = [];
+  const lines =
+    text.trim().startsWith("{") && !text.trim().includes("\n{") ? [text] : text.split("\n");
+  for (const line of lines) {
+    if (line.trim() === "") continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw notACheckpoint(file);
+    }
+    const checkpoint = toCheckpoint(value);
+    if (checkpoint === null) {
+      // An exporter's file holds every record; only its checkpoint records matter here.
+      if (lines.length > 1) continue;
+      throw notACheckpoint(file);
+    }
+    found.push(checkpoint);
   }
+  if (found.length === 0) throw notACheckpoint(file);
+  return found;
+}
+
+function toCheckpoint(value: unknown): SignedCheckpoint | null {
+  if (typeof value !== "object" || value === null) return null;
+  const object = value as Record<string, unknown>;
+  if (typeof object.signed === "string") {
+    try {
+      return toCheckpoint(JSON.parse(object.signed));
+    } catch {
+      return null;
+    }
+  }
+  if (
+    typeof object.body === "object" &&
+    object.body !== null &&
+    typeof object.signature === "string"
+  ) {
+    const body = object.body as Record<string, unknown>;
+    if (typeof body.treeSize !== "number" || typeof body.rootHash !== "string") return null;
+    return value as SignedCheckpoint;
+  }
+  if (
+    object.type === "audit.checkpoint" &&
+    typeof object.details === "object" &&
+    object.details !== null
+  ) {
+    const details = object.details as Record<string, unknown>;
+    const { treeSize, prevTreeSize, rootHash, signature, signedAt } = details;
+    if (
+      typeof treeSize !== "number" ||
+      typeof prevTreeSize !== "number" ||
+      typeof rootHash !== "string" ||
+      typeof signature !== "string" ||
+      typeof signedAt !== "number"
+    ) {
+      return null;
+    }
+    return {
+      body: {
+        v: 1,
+        kind: "arbor-audit-checkpoint",
+        treeSize,
+        rootHash,
+        at: signedAt,
+        prevTreeSize,
+      },
+      signature,
+    };
+  }
+  return null;
+}
+
+function notACheckpoint(file: string): CliError {
+  return usageError(
+    `${file} holds no checkpoint`,
+    'pass a signed checkpoint ({"body", "signature"}), a row of GET /v1/audit/checkpoints, or an exporter\'s JSON lines file',
+  );
 }
 
 function parseCount(text: string): number {
@@ -371,4 +453,70 @@ function parseCount(text: string): number {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** Opens a database file read-only for `verify --db`, turning SQLite's errors into file errors. */
+function openDatabaseCopy(file: string): ReturnType<typeof openSqliteReadOnly> {
+  try {
+    return openSqliteReadOnly(file);
+  } catch (error) {
+    throw new CliError(
+      "FILE_ERROR",
+      `cannot open ${file} as an Arbor database: ${messageOf(error)}`,
+      {
+        hint: COPY_HINT,
+        cause: error,
+      },
+    );
+  }
+}
+
+async function requireAuditTables(
+  db: ReturnType<typeof openSqliteReadOnly>,
+  file: string,
+): Promise<void> {
+  try {
+    await db.selectFrom("audit_anchor").select("id").limit(1).execute();
+    await db.selectFrom("audit_events").select("seq").limit(1).execute();
+  } catch (error) {
+    throw new CliError(
+      "FILE_ERROR",
+      `${file} holds no readable Arbor audit log: ${messageOf(error)}`,
+      {
+        hint: COPY_HINT,
+        cause: error,
+      },
+    );
+  }
+}
+
+// A copy of a live database made with `cp` misses the newest pages, which sit in the -wal file.
+const COPY_HINT =
+  'copy a live database with `sqlite3 arbor.db ".backup copy.db"` (or copy arbor.db together with arbor.db-wal), and give the copy\'s directory write permission: SQLite keeps a lock file next to it even when reading';
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Tells a wrong key from a damaged log: when the log has checkpoints and not one of them verifies
+ * with the key, the key is the likely fault, not every checkpoint at once.
+ */
+async function requireKeyMatches(reader: AuditLogReader, publicKey: JsonWebKey): Promise<void> {
+  const rows = await reader.checkpoints();
+  if (rows.length === 0) return;
+  const verifies = rows.some((row) => {
+    try {
+      return verifyCheckpoint(JSON.parse(row.signed), publicKey);
+    } catch {
+      return false;
+    }
+  });
+  if (!verifies) {
+    throw new CliError(
+      "KEY_MISMATCH",
+      `none of the log's ${rows.length} checkpoints verifies with this public key`,
+      { hint: "pass the key that `arbor audit public-key` printed for this deployment" },
+    );
+  }
 }
