@@ -1,3 +1,4 @@
+import { OPAQUE_ID_PATTERN } from "../crypto/index.ts";
 import { ArborError } from "../errors/index.ts";
 import type { SignedCheckpoint } from "./checkpoint.ts";
 import type { AuditLogStore, StoredRecord } from "./log-store.ts";
@@ -45,6 +46,14 @@ export const establishes = establishesKeyVersion;
  * its chain. Each step names the sequence number that proves it.
  */
 export async function traceSubject(store: AuditLogStore, subject: string): Promise<Trace> {
+  if (!OPAQUE_ID_PATTERN.test(subject) && !KEY_REF.test(subject)) {
+    // The value is not echoed: a caller may paste a token or a secret here by mistake.
+    throw new ArborError(
+      "INVALID_ARGUMENT",
+      `invalid id: expected a credential id (such as dk_… or a token's jti claim) or a key version such as key_…@3 or root@1${subject.split(".").length === 3 ? "; for an access token, pass its jti claim, not the token" : ""}`,
+      { parameter: "id" },
+    );
+  }
   let chain: string[];
   const steps: TraceStep[] = [];
   let uses: Trace["uses"] = [];
@@ -59,7 +68,7 @@ export async function traceSubject(store: AuditLogStore, subject: string): Promi
     if (issuing === undefined) {
       throw new ArborError(
         "NOT_FOUND",
-        `the audit log holds no issuance of ${JSON.stringify(subject)}; pass a token id, a data key id or a key version such as key_…@3`,
+        `the audit log holds no issuance of ${subject}; pass a token id, a data key id or a key version such as key_…@3`,
         { parameter: "id", value: subject },
       );
     }
@@ -71,8 +80,17 @@ export async function traceSubject(store: AuditLogStore, subject: string): Promi
     steps.push(stepOf(subject, "credential", issuing, record));
   }
 
+  const anchor = await store.anchor();
   const versionSteps: TraceStep[] = [];
-  for (const ref of chain) versionSteps.push(await establishingStep(store, ref));
+  for (const ref of chain) {
+    versionSteps.push(await establishingStep(store, ref, anchor?.prunedThrough ?? null));
+  }
+  if (KEY_REF.test(subject) && versionSteps.at(-1)?.seq === null && anchor === null) {
+    throw new ArborError("NOT_FOUND", `the audit log holds no record that creates ${subject}`, {
+      parameter: "id",
+      value: subject,
+    });
+  }
   return { subject, steps: [...versionSteps, ...steps], uses };
 }
 
@@ -106,9 +124,25 @@ async function findEstablishing(store: AuditLogStore, ref: string): Promise<Stor
   return null;
 }
 
-async function establishingStep(store: AuditLogStore, ref: string): Promise<TraceStep> {
+async function establishingStep(
+  store: AuditLogStore,
+  ref: string,
+  prunedThrough: number | null,
+): Promise<TraceStep> {
   const kind = ref.startsWith("root@") ? "root" : "key";
   const row = await findEstablishing(store, ref);
+  if (row === null && prunedThrough !== null) {
+    return {
+      ref,
+      kind,
+      seq: null,
+      type: null,
+      at: null,
+      principal: null,
+      path: null,
+      note: `no record: retention pruned records 1-${prunedThrough}, which likely held it`,
+    };
+  }
   if (row === null) {
     return {
       ref,

@@ -358,15 +358,15 @@ for (const dialect of dialects) {
           keyId: key.id,
           keyVersion: 1,
           chain: ["root@1", `${master.id}@1`, `${key.id}@1`],
-          credentialId: "dk_proof",
+          credentialId: "dk_proofproofproofproofproofp",
         }),
       );
       await writeMany(30);
-      await assert.rejects(buildProof(store, await traceSubject(store, "dk_proof")), {
+      await assert.rejects(buildProof(store, await traceSubject(store, "dk_proofproofproofproofproofp")), {
         code: "AUDIT_PROOF_UNAVAILABLE",
       });
       await checkpointer.checkpoint();
-      const trace = await traceSubject(store, "dk_proof");
+      const trace = await traceSubject(store, "dk_proofproofproofproofproofp");
       assert.deepEqual(
         trace.steps.map((s) => s.kind),
         ["root", "key", "key", "credential"],
