@@ -74,3 +74,8 @@ function redact<T>(value: T): T {
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
+
+/** Returns the text with every opaque secret replaced, for log lines outside the audit log. */
+export function redactSecretText(text: string): string {
+  return text.includes(SECRET_PREFIX) ? redact(text) : text;
+}

@@ -152,7 +152,11 @@ class Entry {
     const value = this.#values[name];
     if (value === undefined || value === null) return fallback;
     return parse(value, (reason) => {
-      throw invalidArgument(this.key(name), value, `${reason} (set by ${this.source})`);
+      throw invalidArgument(
+        this.key(name),
+        shownValue(name, value),
+        `${reason} (set by ${this.source})`,
+      );
     });
   }
 
@@ -182,7 +186,11 @@ class Entry {
   /** Rejects `name` unless `condition` holds, because the option would have no effect. */
   rejectUnless(condition: boolean, name: string, reason: string): void {
     if (condition || !this.has(name)) return;
-    throw invalidArgument(this.key(name), this.#values[name], `${reason} (set by ${this.source})`);
+    throw invalidArgument(
+      this.key(name),
+      shownValue(name, this.#values[name]),
+      `${reason} (set by ${this.source})`,
+    );
   }
 }
 
@@ -419,4 +427,13 @@ function positiveDuration(key: string): Parse<number> {
     if (ms === 0) return fail("must be longer than zero");
     return ms;
   };
+}
+
+/**
+ * The value an error message quotes. A URL may carry a password or, in its query, an API key, so
+ * both are replaced before the URL reaches a message or a log.
+ */
+function shownValue(name: string, value: unknown): unknown {
+  if (name !== "url" || typeof value !== "string") return value;
+  return value.replace(/\/\/[^/?#@]*@/, "//…@").replace(/\?.*$/, "?…");
 }

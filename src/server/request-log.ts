@@ -1,5 +1,7 @@
 import { LogController, type FastifyReply, type FastifyRequest } from "fastify";
 
+import { redactSecretText } from "../audit/redact.ts";
+
 /**
  * Owns the request log lines: one line per request when the response is sent. Successes are
  * logged at debug, 4xx at info, and 5xx at error with the full error. A 5xx that a handler chose
@@ -48,6 +50,7 @@ export class RequestLogController extends LogController {
   }
 }
 
+/** The path of an unrouted request; a secret pasted into a mistyped URL is redacted. */
 function pathOf(url: string): string {
-  return url.split("?")[0] ?? "";
+  return redactSecretText(url.split("?")[0] ?? "");
 }

@@ -86,7 +86,7 @@ export class HttpSink implements Sink {
       });
     } catch (error) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
-      throw new DeliveryError("unavailable", `POST ${url} failed: ${describe(reason)}`, {
+      throw new DeliveryError("unavailable", `POST ${shownUrl(url)} failed: ${describe(reason)}`, {
         cause: error,
       });
     } finally {
@@ -106,8 +106,18 @@ export function encodeBatch(batch: readonly ExportRecord[]): string {
   return `{"records":[${entries.join(",")}]}`;
 }
 
-function statusError(response: Response, url: string): DeliveryError {
+/**
+ * The URL as messages show it: without the query string, which some SIEMs use for an API key, and
+ * without user information (which the configuration rejects anyway).
+ */
+function shownUrl(url: string | URL): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname}${parsed.search === "" ? "" : "?…"}`;
+}
+
+function statusError(response: Response, rawUrl: string): DeliveryError {
   const { status } = response;
+  const url = shownUrl(rawUrl);
   if (status >= 300 && status < 400) {
     return new DeliveryError(
       "rejected",
