@@ -1,7 +1,7 @@
 import type { Clock } from "../clock.ts";
 import type { RootProvider } from "../root/types.ts";
 import type { Storage } from "../storage/storage.ts";
-import { createCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
+import { checkpointKeyId, createCheckpoint, type SignedCheckpoint } from "./checkpoint.ts";
 import type { AuditLogStore } from "./log-store.ts";
 import { MerkleFrontier } from "./merkle.ts";
 import { actorFields, currentActor, runWithoutActor } from "./context.ts";
@@ -87,7 +87,10 @@ export function createCheckpointer(deps: CheckpointerDeps, options: Checkpointer
       prevTreeSize,
     };
     // Signed outside any transaction: an HSM call never holds the database's write lock.
-    const signed = await createCheckpoint(body, (message) => deps.root.signCheckpoint(message));
+    const keyId = checkpointKeyId(await deps.root.checkpointPublicKey());
+    const signed = await createCheckpoint(body, (message) => deps.root.signCheckpoint(message), {
+      keyId,
+    });
     const signedJson = JSON.stringify(signed);
     await deps.storage.write(async (trx) => {
       await trx

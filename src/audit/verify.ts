@@ -256,7 +256,7 @@ export async function verifyAuditLog(
       return fail(
         "truncated",
         lastSeq + 1,
-        `the log ends at ${lastSeq}, but a ${cover.source} checkpoint covers ${size} records`,
+        `the log ends at ${lastSeq}, but the ${cover.source} checkpoint at tree size ${size} covers more`,
       );
     }
   }

@@ -83,7 +83,7 @@ export type ExportFailureReason = DeliveryFailure | "read" | "cursor";
 /**
  * Receiver of export metrics. The runner calls these from its loops, never from the audit
  * writer's path; an exception thrown here is caught and ignored. Suggested Prometheus names:
- * `arbor_audit_export_lag_records` (gauge), `arbor_audit_export_delivered_total`,
+ * `arbor_audit_export_lag_records` (gauge), `arbor_audit_exported_records_total`,
  * `arbor_audit_export_failures_total` (label `reason`), `arbor_audit_export_truncated_total` and
  * `arbor_audit_export_skipped_total`, each labelled by `exporter`.
  */

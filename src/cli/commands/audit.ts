@@ -13,7 +13,7 @@ import {
   type StoredRecord,
 } from "../../audit/log-store.ts";
 import { parseRecord } from "../../audit/record.ts";
-import { verifyProofFile, type ProofFile } from "../../audit/proof.ts";
+import { serializeProofFile, verifyProofFile, type ProofFile } from "../../audit/proof.ts";
 import type { Trace } from "../../audit/trace.ts";
 import { verifyAuditLog, type VerifyReport } from "../../audit/verify.ts";
 import { openSqliteReadOnly } from "../../storage/sqlite.ts";
@@ -153,7 +153,8 @@ export function registerAuditCommands(program: Command): void {
       if (options.proof !== undefined) {
         const proof = await api.get<ProofFile>(`/v1/audit/proofs/${encodeURIComponent(id)}`);
         try {
-          await writeFile(options.proof, `${JSON.stringify(proof, null, 2)}\n`, { mode: 0o600 });
+          // Written as RFC 8785 canonical JSON, as docs/audit.md describes proof files.
+          await writeFile(options.proof, `${serializeProofFile(proof)}\n`, { mode: 0o600 });
         } catch (error) {
           throw fileError(`writing the proof to ${options.proof}`, error);
         }
@@ -206,7 +207,7 @@ export function registerAuditCommands(program: Command): void {
       out.result(result, () =>
         result.signed
           ? `Signed a checkpoint over ${result.treeSize} records.`
-          : `No new records; the latest checkpoint covers ${result.treeSize ?? 0}.`,
+          : `Nothing new to sign: the latest checkpoint covers ${result.treeSize ?? 0} records.`,
       );
     });
 
