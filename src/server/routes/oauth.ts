@@ -399,7 +399,12 @@ async function authenticateClient(
     const presented = { kind: "client-secret", value: credentials.clientSecret };
     if (asRejection) {
       await ctx.audit.rejection(request, "auth.failed", "UNAUTHENTICATED", details, presented);
-    } else ctx.audit.note(request, { details });
+    } else {
+      // The token endpoint records the failure in its own event; it carries the same fingerprint.
+      const credentialHmac =
+        (await ctx.deps.auditKey?.fingerprint(presented.kind, presented.value)) ?? null;
+      ctx.audit.note(request, { details: { ...details, credentialHmac } });
+    }
     throw error;
   }
 }
