@@ -362,9 +362,12 @@ for (const dialect of dialects) {
         }),
       );
       await writeMany(30);
-      await assert.rejects(buildProof(store, await traceSubject(store, "dk_proofproofproofproofproofp")), {
-        code: "AUDIT_PROOF_UNAVAILABLE",
-      });
+      await assert.rejects(
+        buildProof(store, await traceSubject(store, "dk_proofproofproofproofproofp")),
+        {
+          code: "AUDIT_PROOF_UNAVAILABLE",
+        },
+      );
       await checkpointer.checkpoint();
       const trace = await traceSubject(store, "dk_proofproofproofproofproofp");
       assert.deepEqual(
