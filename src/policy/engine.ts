@@ -279,6 +279,7 @@ export function validateDocuments(documents: readonly StoredPolicyDocument[]): P
   const parsed: ParsedPolicy[] = [];
   const seen = new Set<string>(BUILTIN_POLICIES.map((policy) => policy.id));
   for (const document of documents) {
+    requireShallowNesting(document);
     for (const policy of parseDocument(document)) {
       if (seen.has(policy.origin.id)) {
         throw invalidPolicy(document.name, `policy id ${policy.origin.id} appears twice`);
@@ -409,4 +410,34 @@ function invalidPolicy(name: string, reason: string): ArborError {
     parameter: "policy",
     value: name,
   });
+}
+
+/** Deepest nesting of brackets and `if` expressions a policy may use. */
+const MAX_POLICY_NESTING = 32;
+
+/**
+ * Rejects deeply nested documents before Cedar parses them: cedar-wasm's recursive parser and
+ * evaluator run out of stack or WebAssembly memory on nesting in the hundreds, and a trap there
+ * leaves the module unusable for every later request. Real policies nest a few levels.
+ */
+function requireShallowNesting(document: StoredPolicyDocument): void {
+  // Brackets and `if` keywords inside string literals do not nest; skip the literals.
+  const text = document.text.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  let depth = 0;
+  let deepest = 0;
+  for (const token of text.matchAll(/[([{]|[)\]}]/g)) {
+    depth = "([{".includes(token[0]) ? depth + 1 : Math.max(0, depth - 1);
+    deepest = Math.max(deepest, depth);
+  }
+  // `if` expressions nest without brackets, so each policy statement's count of them bounds it.
+  const ifs = Math.max(
+    0,
+    ...text.split(";").map((statement) => statement.match(/\bif\b/g)?.length ?? 0),
+  );
+  if (deepest > MAX_POLICY_NESTING || ifs > MAX_POLICY_NESTING) {
+    throw invalidPolicy(
+      document.name,
+      `it nests ${Math.max(deepest, ifs)} levels of brackets or if-expressions; at most ${MAX_POLICY_NESTING} are allowed`,
+    );
+  }
 }

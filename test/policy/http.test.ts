@@ -176,6 +176,28 @@ when { resource.tenant == "acme" };`,
     assert.equal(after[1]!.details.version, undefined, "an unchanged apply stores no version");
   });
 
+  test("root token can undo a policy that denies everything", async () => {
+    const applied = await harness.call("PUT", "/v1/policies/lockout", {
+      body: { policy: "forbid (principal, action, resource);" },
+    });
+    assert.equal(applied.statusCode, 200, applied.body);
+    const listed = await harness.call("GET", "/v1/policies");
+    assert.equal(listed.statusCode, 200, listed.body);
+    const removed = await harness.call("DELETE", "/v1/policies/lockout");
+    assert.equal(removed.statusCode, 200, removed.body);
+  });
+
+  test("deeply nested policy is rejected before Cedar parses it", async () => {
+    const nested = `${"(".repeat(300)}true${")".repeat(300)}`;
+    const response = await harness.call("PUT", "/v1/policies/deep", {
+      body: { policy: `permit (principal, action, resource) when { ${nested} };`, dryRun: true },
+    });
+    assert.equal(response.statusCode, 400, response.body);
+    assert.match(response.body, /INVALID_POLICY/);
+    const after = await harness.call("GET", "/v1/policies");
+    assert.equal(after.statusCode, 200, "the engine still works");
+  });
+
   test("invalid policy is rejected and audited", async () => {
     const response = await harness.call("PUT", "/v1/policies/broken", {
       body: { policy: `forbid (principal, action, resource) when { resource.owner == "x" };` },
