@@ -28,13 +28,18 @@ export interface CompletenessReport {
 export async function checkCompleteness(db: Kysely<Database>): Promise<CompletenessReport> {
   const types = Object.keys(ISSUANCE_KINDS);
   // After retention, credentials issued before the oldest remaining record had their records
-  // pruned; they are left out on both sides. Without an anchor, nothing is left out.
+  // pruned, so they are left out on both sides. Without an anchor, nothing is left out.
+  let since: number | null = null;
   const anchor = await db.selectFrom("audit_anchor").select("pruned_through").executeTakeFirst();
-  const oldest =
-    anchor === undefined
-      ? undefined
-      : await db.selectFrom("audit_events").select("at").orderBy("seq").limit(1).executeTakeFirst();
-  const since = anchor === undefined ? null : oldest === undefined ? null : Number(oldest.at) - 1;
+  if (anchor !== undefined) {
+    const oldest = await db
+      .selectFrom("audit_events")
+      .select("at")
+      .orderBy("seq")
+      .limit(1)
+      .executeTakeFirst();
+    if (oldest !== undefined) since = Number(oldest.at) - 1;
+  }
 
   let issuances = db.selectFrom("issuances");
   if (since !== null) issuances = issuances.where("issued_at", ">", since);

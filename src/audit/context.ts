@@ -38,7 +38,7 @@ export function currentActor(): AuditActor | undefined {
 
 export const SYSTEM_PRINCIPAL: AuditPrincipal = Object.freeze({ type: "system", id: "arbor" });
 
-/** The fields of an event that say who acted, from the current actor or the system principal. */
+/** Returns the fields naming who acted: the current actor, or the system principal. */
 export function actorFields(): Pick<AuditEvent, "principal" | "sourceAddress" | "requestId"> {
   const actor = currentActor();
   if (actor === undefined) {

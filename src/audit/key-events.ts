@@ -7,7 +7,7 @@ import { actorFields, currentActor } from "./context.ts";
 import type { AuditEvent } from "./types.ts";
 
 /**
- * The audit event of a key change, written in the change's own transaction. `chain` names the
+ * Builds the audit event of a key change, written in the change's own transaction. `chain` names the
  * parent version that wraps or derives the new version and the version itself (`root@N` for an
  * environment master), which is the step `arbor audit trace` follows from a credential to the root.
  */

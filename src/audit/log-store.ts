@@ -43,7 +43,7 @@ export interface StoredAnchor {
   at: number;
 }
 
-/** What reading the audit log needs; the SQL store and the HTTP client both provide it. */
+/** Reads of the audit log that verification needs; the SQL store and the HTTP client provide them. */
 export interface AuditLogReader {
   records(afterSeq: number, limit: number): Promise<StoredRecord[]>;
   checkpoints(): Promise<StoredCheckpoint[]>;

@@ -207,7 +207,7 @@ export function chainRecord(event: AuditEvent, tail: ChainTail): ChainedRecord {
   return { record, canonical, hash };
 }
 
-/** The newest record, or the retention anchor when every record was pruned, or the genesis. */
+/** Reads the newest record, or the retention anchor when every record was pruned, or the genesis. */
 export async function readTail(ex: Executor): Promise<ChainTail> {
   const last = await ex
     .selectFrom("audit_events")

@@ -16,7 +16,7 @@ export interface TraceStep {
   /** `root@N`, `key_…@N`, or the credential id. */
   ref: string;
   kind: "root" | "key" | "credential";
-  /** Sequence number of the establishing record; null if the log holds none (see `note`). */
+  /** Sequence number of the establishing record; null if the log contains none (see `note`). */
   seq: number | null;
   type: string | null;
   at: number | null;
@@ -32,8 +32,8 @@ export interface Trace {
   uses: { seq: number; type: string; outcome: string; at: number }[];
 }
 
-// Which records issue a credential and which establish a key version: the same rules proofs
-// are checked by, so a trace and its proof always agree.
+// The rules for issuing and establishing records are the ones proofs are checked by, so a trace
+// and its proof agree.
 const ROOT_TYPES = ["sys.initialized", "sys.root_rotated"];
 const KEY_TYPES = ["key.created", "key.rotated"];
 const KEY_REF = /^(root|key_[a-z2-7]{26})@([1-9][0-9]{0,9})$/;
@@ -86,10 +86,14 @@ export async function traceSubject(store: AuditLogStore, subject: string): Promi
     versionSteps.push(await establishingStep(store, ref, anchor?.prunedThrough ?? null));
   }
   if (KEY_REF.test(subject) && versionSteps.at(-1)?.seq === null && anchor === null) {
-    throw new ArborError("NOT_FOUND", `the audit log holds no record that creates ${subject}`, {
-      parameter: "id",
-      value: subject,
-    });
+    throw new ArborError(
+      "NOT_FOUND",
+      `no audit record creates ${subject}: the key version was not found`,
+      {
+        parameter: "id",
+        value: subject,
+      },
+    );
   }
   return { subject, steps: [...versionSteps, ...steps], uses };
 }

@@ -202,8 +202,8 @@ export async function verifyAuditLog(
   for (;;) {
     const page = await reader.records(expected - 1, pageSize);
     if (page.length === 0) break;
-    // A short page reached the end of the log as it was then; stopping there keeps verification
-    // of a live log from chasing records written faster than it reads them.
+    // A short page is the end of the log at the time of reading. Stopping there keeps a live
+    // log's new records from holding verification in a loop.
     const lastPage = page.length < pageSize;
     for (const row of page) {
       let damage = checkRecord(row, expected, prevHash, checkpoints);

@@ -430,7 +430,7 @@ function positiveDuration(key: string): Parse<number> {
 }
 
 /**
- * The value an error message quotes. A URL may carry a password or, in its query, an API key, so
+ * Returns the value an error message quotes. A URL may carry a password or, in its query, an API key, so
  * both are replaced before the URL reaches a message or a log.
  */
 function shownValue(name: string, value: unknown): unknown {

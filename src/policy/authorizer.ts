@@ -66,8 +66,8 @@ export function createCedarAuthorizer(deps: CedarAuthorizerDeps): Authorizer & {
     requestOf,
 
     authorize(input: AuthorizationRequest): Promise<AuthorizationDecision> {
-      // The root token can always manage policies and seal, whatever the stored policies say:
-      // a stored policy that denies everything (or fails at evaluation) must stay repairable.
+      // The root token can always manage policies and seal, whatever the stored policies decide,
+      // so a stored policy that denies everything (or fails at evaluation) can be undone.
       const principal = input.principal;
       if (principal.type === "operator" && principal.root && RECOVERY_ACTIONS.has(input.action)) {
         return Promise.resolve({ allowed: true });

@@ -355,7 +355,7 @@ function bindAll<T extends object>(target: T): T {
   return bound as T;
 }
 
-/** An event of Arbor itself, outside any request. */
+/** Builds an event of Arbor itself, outside any request. */
 function systemEvent(
   type: AuditEventType,
   at: number,

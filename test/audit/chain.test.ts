@@ -13,30 +13,12 @@ import { MerkleFrontier } from "../../src/audit/merkle.ts";
 import { createRetention } from "../../src/audit/retention.ts";
 import { createSqlAuditWriter, type SqlAuditWriter } from "../../src/audit/sql-writer.ts";
 import { buildProof, establishes, traceSubject } from "../../src/audit/trace.ts";
-import type { AuditEvent } from "../../src/audit/types.ts";
 import { verifyAuditLog } from "../../src/audit/verify.ts";
 import { createKeyTree, MaterialCache, type KeyTree } from "../../src/hierarchy/index.ts";
 import type { JsonWebKey } from "node:crypto";
 import { dialects } from "../helpers/dialects.ts";
+import { event } from "./events.ts";
 import { openTree, type TreeHarness } from "../helpers/tree.ts";
-
-function event(overrides: Partial<AuditEvent> = {}): AuditEvent {
-  return {
-    type: "crypto.encrypt",
-    outcome: "success",
-    at: Date.UTC(2026, 0, 1),
-    principal: { type: "operator", id: "opt_test" },
-    sourceAddress: "127.0.0.1",
-    requestId: "req-1",
-    keyId: null,
-    keyVersion: null,
-    chain: [],
-    credentialId: null,
-    errorCode: null,
-    details: {},
-    ...overrides,
-  };
-}
 
 for (const dialect of dialects) {
   describe(`chained audit log on ${dialect.name}`, { skip: dialect.skip }, () => {

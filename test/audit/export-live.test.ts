@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { closedPort } from "../cli/helpers.ts";
 import { keyParam, openComposedServer, type ComposedServer } from "./composed.ts";
 
-/** A SIEM stand-in on 127.0.0.1 that keeps every record it acknowledged, by sequence number. */
+/** Starts a SIEM stand-in on 127.0.0.1 that keeps every record it acknowledged, by sequence number. */
 function startReceiver(port: number, seen: Map<number, string>): Promise<Server> {
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
@@ -102,7 +102,7 @@ describe("exporters against the real log", () => {
     });
     for (const [seq, hash] of table) assert.equal(seen.get(seq), hash, `record ${seq}`);
 
-    // The file exporter, never down, holds the same records, each line the stored JSON.
+    // The file exporter was never down, so it contains the same records, each line the stored JSON.
     await until("the file has every record", () => {
       const lines = readFileSync(join(dir, "audit.jsonl"), "utf8").trim().split("\n");
       return lines.length >= table.size;

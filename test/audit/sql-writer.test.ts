@@ -13,25 +13,8 @@ import { chainRecord, createSqlAuditWriter } from "../../src/audit/sql-writer.ts
 import type { AuditEvent } from "../../src/audit/types.ts";
 import { isArborError } from "../../src/errors/index.ts";
 import { dialects } from "../helpers/dialects.ts";
+import { event } from "./events.ts";
 import { openTree, type TreeHarness } from "../helpers/tree.ts";
-
-function event(overrides: Partial<AuditEvent> = {}): AuditEvent {
-  return {
-    type: "crypto.encrypt",
-    outcome: "success",
-    at: Date.UTC(2026, 0, 1),
-    principal: { type: "operator", id: "opt_test" },
-    sourceAddress: "127.0.0.1",
-    requestId: "req-1",
-    keyId: null,
-    keyVersion: null,
-    chain: [],
-    credentialId: null,
-    errorCode: null,
-    details: {},
-    ...overrides,
-  };
-}
 
 for (const dialect of dialects) {
   describe(`audit writer on ${dialect.name}`, { skip: dialect.skip }, () => {

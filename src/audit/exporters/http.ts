@@ -107,7 +107,7 @@ export function encodeBatch(batch: readonly ExportRecord[]): string {
 }
 
 /**
- * The URL as messages show it: without the query string, which some SIEMs use for an API key, and
+ * Returns the URL as messages show it: without the query string, which some SIEMs use for an API key, and
  * without user information (which the configuration rejects anyway).
  */
 function shownUrl(url: string | URL): string {

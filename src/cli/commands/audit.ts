@@ -379,7 +379,7 @@ async function readCheckpointFile(file: string): Promise<SignedCheckpoint[]> {
     }
     const checkpoint = toCheckpoint(value);
     if (checkpoint === null) {
-      // An exporter's file holds every record; only its checkpoint records matter here.
+      // An exporter's file contains every record, and only its checkpoint records are used here.
       if (lines.length > 1) continue;
       throw notACheckpoint(file);
     }
@@ -441,7 +441,7 @@ function toCheckpoint(value: unknown): SignedCheckpoint | null {
 
 function notACheckpoint(file: string): CliError {
   return usageError(
-    `${file} holds no checkpoint`,
+    `no checkpoint found in ${file}`,
     'pass a signed checkpoint ({"body", "signature"}), a row of GET /v1/audit/checkpoints, or an exporter\'s JSON lines file',
   );
 }
@@ -482,7 +482,7 @@ async function requireAuditTables(
   } catch (error) {
     throw new CliError(
       "FILE_ERROR",
-      `${file} holds no readable Arbor audit log: ${messageOf(error)}`,
+      `cannot read an Arbor audit log from ${file}: ${messageOf(error)}`,
       {
         hint: COPY_HINT,
         cause: error,
