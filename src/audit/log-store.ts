@@ -48,6 +48,8 @@ export interface AuditLogReader {
   records(afterSeq: number, limit: number): Promise<StoredRecord[]>;
   checkpoints(): Promise<StoredCheckpoint[]>;
   anchor(): Promise<StoredAnchor | null>;
+  /** Returns the newest sequence number (0 for an empty log); verification stops there. */
+  latestSeq?(): Promise<number>;
 }
 
 /** Reads of the audit tables, shared by the checkpointer, verification, trace and exporters. */
@@ -152,6 +154,14 @@ export function createAuditLogStore(db: Kysely<Database>) {
         at: Number(row.at),
         signed: row.signed,
       };
+    },
+
+    async latestSeq(): Promise<number> {
+      const row = await db
+        .selectFrom("audit_events")
+        .select((eb) => eb.fn.max("seq").as("seq"))
+        .executeTakeFirst();
+      return row?.seq === null || row?.seq === undefined ? 0 : Number(row.seq);
     },
 
     async anchor(): Promise<StoredAnchor | null> {

@@ -198,6 +198,9 @@ export async function verifyAuditLog(
     report.checkpointsVerified++;
   }
 
+  // Records written after verification starts are left to the next run, so a busy live log
+  // cannot keep verification reading forever.
+  const stopAt = reader.latestSeq === undefined ? Infinity : await reader.latestSeq();
   let prunedRecorded = false;
   for (;;) {
     const page = await reader.records(expected - 1, pageSize);
@@ -205,7 +208,12 @@ export async function verifyAuditLog(
     // A short page is the end of the log at the time of reading. Stopping there keeps a live
     // log's new records from holding verification in a loop.
     const lastPage = page.length < pageSize;
+    let pastStop = false;
     for (const row of page) {
+      if (row.seq > stopAt) {
+        pastStop = true;
+        break;
+      }
       let damage = checkRecord(row, expected, prevHash, checkpoints);
       if (damage?.kind === "checkpoint_missing" && damage.seq === row.seq) {
         damage =
@@ -238,7 +246,7 @@ export async function verifyAuditLog(
         report.latestCheckpoint = frontier.size;
       }
     }
-    if (lastPage) break;
+    if (lastPage || pastStop || expected - 1 >= stopAt) break;
   }
 
   const lastSeq = expected - 1;

@@ -45,6 +45,7 @@ describe("verification of a live log", () => {
     const slow: AuditLogReader = {
       anchor: () => store.anchor(),
       checkpoints: () => store.checkpoints(),
+      latestSeq: () => store.latestSeq(),
       async records(afterSeq, limit) {
         await new Promise((resolve) => setTimeout(resolve, 15));
         return store.records(afterSeq, limit);
